@@ -1,0 +1,582 @@
+"""The ``alscope`` command line (Typer + rich).
+
+Keep module-level imports light: ``alscope --help`` and ``alscope list`` must not
+import torch. The engine is imported inside the commands that run it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alscope.config import (
+    ExperimentConfig,
+    build_config,
+    deep_merge,
+    parse_key_value,
+    read_config_file,
+)
+from alscope.errors import AlscopeError, ConfigError
+from alscope.registry import get_registry, normalize
+from alscope.specs import KINDS
+
+if TYPE_CHECKING:
+    from alscope.engine.experiment import ExperimentResult
+
+app = typer.Typer(
+    name="alscope",
+    help="Deep active learning: run, compare and track query strategies.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+# ALScope's ``--method Uncertainty --uncertainty X`` spellings, mapped to our strategies.
+ALSCOPE_UNCERTAINTY = {
+    "entropy": "entropy",
+    "margin": "margin",
+    "conf": "least_confidence",
+    "confidence": "least_confidence",
+    "leastconfidence": "least_confidence",
+    "ratio": "ratio",
+    "entropydropout": "mc_entropy",
+    "margindropout": "mc_margin",
+    "confdropout": "mc_least_confidence",
+    "bald": "bald",
+    "bayesian": "mc_least_confidence",
+    "bayesianentropy": "mc_entropy",
+}
+# ALScope flags that select a scenario (provided by the scenarios plugin when installed).
+SCENARIO_FLAGS = {"openset": "openset", "ood_rate": "openset", "imb_factor": "imbalanced"}
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: Any = None) -> None:
+    err.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+@app.callback()
+def _main() -> None:
+    warnings.showwarning = _show_warning
+
+
+# -- list / info -------------------------------------------------------------------
+
+_KIND_ALIASES = {normalize(k): k for k in KINDS} | {
+    "strategies": "strategy", "datasets": "dataset", "backbones": "backbone", "scenarios": "scenario",
+}
+
+
+def _kind(value: str | None) -> list[str]:
+    if value is None:
+        return list(KINDS)
+    kind = _KIND_ALIASES.get(normalize(value))
+    if kind is None:
+        raise _fail(f"unknown kind {value!r}; accepted: strategies, datasets, backbones, scenarios")
+    return [kind]
+
+
+@app.command("list")
+def list_components(
+    kind: Annotated[Optional[str], typer.Argument(help="strategies, datasets, backbones or scenarios")] = None,
+) -> None:
+    """List the registered components (name, summary, domain, providing distribution)."""
+    registry = get_registry()
+    for k in _kind(kind):
+        table = Table(title=f"{k} ({len(registry.specs(k))})", title_justify="left")  # type: ignore[arg-type]
+        for col in ("name", "summary", "domain", "distribution"):
+            table.add_column(col, overflow="fold")
+        names = set(registry.names(k))  # type: ignore[arg-type]
+        for spec in registry.specs(k):  # type: ignore[arg-type]
+            shown = spec.name if spec.name in names else spec.qualified_name
+            table.add_row(shown, spec.summary, ", ".join(spec.domains), spec.distribution)
+        out.print(table)
+
+
+@app.command()
+def info(
+    name: Annotated[str, typer.Argument(help="component name, alias or namespace:name")],
+    kind: Annotated[Optional[str], typer.Option(help="restrict to one kind")] = None,
+) -> None:
+    """Show a component: summary, paper, parameters with defaults, what it needs from the model."""
+    from alscope.errors import AmbiguousComponentError, UnknownComponentError
+
+    registry = get_registry()
+    found = []
+    for k in _kind(kind):
+        try:
+            found.append((k, registry.resolve(k, name)))  # type: ignore[arg-type]
+        except UnknownComponentError:
+            continue
+        except AmbiguousComponentError as exc:
+            raise _fail(str(exc)) from None
+    if not found:
+        suggestions = sorted({s for k in _kind(kind) for s in registry.suggest(k, name)})  # type: ignore[arg-type]
+        hint = f"; did you mean {' or '.join(map(repr, suggestions))}?" if suggestions else ""
+        raise _fail(f"no component named {name!r}{hint}")
+    for k, spec in found:
+        out.print(f"[bold]{spec.name}[/bold]  ({k}, from {spec.distribution}, namespace {spec.namespace!r})")
+        out.print(f"  {spec.summary}")
+        if spec.paper:
+            out.print(f"  paper: {spec.paper}")
+        if spec.aliases:
+            out.print(f"  aliases: {', '.join(spec.aliases)}")
+        out.print(f"  domains: {', '.join(spec.domains)}")
+        try:
+            target = spec.load()
+        except Exception as exc:
+            out.print(f"  [red]cannot be imported:[/red] {exc}")
+            continue
+        if k == "strategy":
+            try:
+                needs = target().requirements().describe()
+            except Exception:
+                needs = list(spec.needs)
+            out.print(f"  needs from the model: {', '.join(needs) or 'nothing (model-free)'}")
+            hooks_cls = getattr(target, "training_hooks", None)
+            if hooks_cls is not None and getattr(target, "training_hooks") is not _base_hooks():
+                out.print("  adds training-time modules/losses through trainer hooks")
+        rows = target.parameter_table() if hasattr(target, "parameter_table") else []
+        if rows:
+            table = Table("parameter", "type", "default", "description", title_justify="left")
+            for row in rows:
+                table.add_row(*row)
+            out.print(table)
+        else:
+            out.print("  parameters: none")
+
+
+def _base_hooks() -> Any:
+    from alscope.strategies.base import Strategy
+
+    return Strategy.training_hooks
+
+
+# -- run -----------------------------------------------------------------------------
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _params(items: list[str] | None, option: str) -> dict[str, Any]:
+    return dict(parse_key_value(i, option) for i in items or [])
+
+
+def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        d = d.setdefault(key, {})
+    d[keys[-1]] = value
+
+
+def _sweep_members(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A sweep file: ``base`` (a config), ``sweep`` (dotted key -> list, a grid) and/or
+    ``runs`` (a list of overrides)."""
+    data = read_config_file(path)
+    unknown = set(data) - {"base", "sweep", "runs"}
+    if unknown:
+        raise ConfigError(f"sweep file {str(path)!r}: unknown keys {sorted(unknown)} (accepted: base, sweep, runs)")
+    base = data.get("base") or {}
+    members: list[dict[str, Any]] = []
+    grid = data.get("sweep") or {}
+    if not isinstance(grid, dict) or any(not isinstance(v, list) for v in grid.values()):
+        raise ConfigError(f"sweep file {str(path)!r}: 'sweep' must map dotted keys to lists of values")
+    if grid:
+        keys = list(grid)
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            member: dict[str, Any] = {}
+            for key, value in zip(keys, combo, strict=True):
+                _set(member, key, value)
+            members.append(member)
+    for member in data.get("runs") or []:
+        if not isinstance(member, dict):
+            raise ConfigError(f"sweep file {str(path)!r}: each entry of 'runs' must be a mapping")
+        members.append(member)
+    return base, members or [{}]
+
+
+class _RichProgress:
+    """Bars for trials, cycles and epochs on stderr."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                            console=err, transient=True)
+        self.tasks: dict[str, Any] = {}
+
+    def experiment_start(self, run: str, trials: int, cycles: int, epochs: int) -> None:
+        self.bar.start()
+        self.tasks["trial"] = self.bar.add_task("trials", total=trials, info=run)
+        self.tasks["cycle"] = self.bar.add_task("cycles", total=cycles + 1, info="")
+        self.tasks["epoch"] = self.bar.add_task("epochs", total=epochs, info="")
+
+    def trial_start(self, trial: int) -> None:
+        self.bar.reset(self.tasks["cycle"])
+
+    def cycle_start(self, trial: int, cycle: int, n_labeled: int) -> None:
+        self.bar.update(self.tasks["cycle"], completed=cycle, info=f"{n_labeled} labeled")
+        self.bar.reset(self.tasks["epoch"])
+
+    def epoch_end(self, epoch: int, loss: float) -> None:
+        self.bar.update(self.tasks["epoch"], completed=epoch + 1, info=f"loss {loss:.3f}")
+
+    def cycle_end(self, trial: int, record: Any) -> None:
+        acc = record.metrics.get("accuracy")
+        self.bar.update(self.tasks["cycle"], completed=record.cycle + 1,
+                        info=f"acc {acc:.3f}" if acc is not None else "")
+
+    def trial_end(self, trial: int, trial_aubc: float) -> None:
+        self.bar.update(self.tasks["trial"], completed=trial + 1)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def _results_table(result: ExperimentResult) -> Table:
+    steps, mean, std = result.curve("accuracy")
+    _, f1, _ = result.curve("macro_f1")
+    by_step: dict[int, list[float]] = {}
+    for t in result.trials:
+        for c in t.cycles:
+            if "selection_time" in c.metrics:
+                by_step.setdefault(c.n_labeled, []).append(c.metrics["selection_time"])
+    cfg = result.config
+    title = (f"{cfg.strategy.name} on {cfg.dataset.name} ({cfg.scenario.name}), "
+             f"{len(result.trials)} trial(s)")
+    table = Table("labeled", "accuracy", "macro-F1", "selection s", title=title, title_justify="left")
+    for i, step in enumerate(steps):
+        sel = by_step.get(int(step))
+        table.add_row(str(step), f"{mean[i]:.4f} ± {std[i]:.4f}", f"{f1[i]:.4f}",
+                      f"{sum(sel) / len(sel):.3f}" if sel else "-")
+    return table
+
+
+def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None:
+    s = result.summary
+    if as_json:
+        steps, mean, std = result.curve()
+        payload = {
+            "run": result.run, "run_dir": str(result.run_dir), "mlflow_run_id": result.parent_run_id,
+            "tracking_uri": result.tracking_uri, "config": json.loads(result.config.model_dump_json()),
+            "summary": s,
+            "curve": {"n_labeled": steps.tolist(), "accuracy_mean": mean.tolist(), "accuracy_std": std.tolist()},
+        }
+        out.print_json(json.dumps(payload, default=str))
+        return
+    if quiet:
+        out.print(f"{result.run}: AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}")
+        return
+    cfg = result.config
+    backbone = cfg.backbone.name if cfg.backbone else result.summary.get("backbone", "default")
+    out.print(f"{s['dataset']}: pool {s['n_pool']}, test {s['n_test']}; backbone {backbone}; "
+              f"strategy {cfg.strategy.name}; {cfg.n_initial} initial + {cfg.cycles} x {cfg.n_query} "
+              f"queried; {cfg.training.epochs} epochs per cycle on {s.get('device', '?')}")
+    out.print(_results_table(result))
+    out.print(f"AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}   final accuracy "
+              f"{s['final_accuracy']:.4f} ± {s['final_accuracy_std']:.4f}   "
+              f"wall {s.get('wall_time', 0):.1f} s")
+    out.print(f"run: {result.run}  (state: {result.run_dir})")
+    if result.tracking_uri:
+        out.print(f"MLflow: {result.tracking_uri}  experiment {result.config.tracking.experiment!r}, "
+                  f"run {result.parent_run_id}")
+        out.print(f"  compare: alscope report --experiment {result.config.tracking.experiment} "
+                  f"--tracking-uri {result.tracking_uri}")
+    else:
+        out.print("MLflow: not tracked (--no-track)")
+
+
+def _execute(config: ExperimentConfig | None, resume: str | None, results_dir: Path,
+             quiet: bool, as_json: bool) -> ExperimentResult:
+    from alscope.engine.experiment import Experiment
+
+    progress = None if (quiet or as_json or not err.is_terminal and os.environ.get("CI")) else _RichProgress()
+    try:
+        if resume is not None:
+            experiment = Experiment.resume(results_dir, resume, progress=progress)
+        else:
+            assert config is not None
+            experiment = Experiment(config, progress=progress)
+        try:
+            return experiment.run()
+        except KeyboardInterrupt:
+            raise _fail(f"interrupted; finished cycles are saved: alscope run --resume {experiment.state.run}"
+                        f" --results-dir {results_dir}", 130) from None
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
+@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+def run(
+    strategy: Annotated[Optional[list[str]], typer.Option("--strategy", "--method", "-s", help="strategy name(s), comma-separated for a batch; ALScope's --method spellings work")] = None,
+    uncertainty: Annotated[Optional[str], typer.Option(help="ALScope: with --method Uncertainty, Entropy|Margin|CONF|...")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", "-d", help="dataset name(s), comma-separated for a batch")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="backbone; default: the dataset's")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="scenario (default standard)")] = None,
+    strategy_param: Annotated[Optional[list[str]], typer.Option(help="strategy parameter key=value (repeatable)")] = None,
+    dataset_param: Annotated[Optional[list[str]], typer.Option(help="dataset parameter key=value")] = None,
+    backbone_param: Annotated[Optional[list[str]], typer.Option(help="backbone parameter key=value")] = None,
+    scenario_param: Annotated[Optional[list[str]], typer.Option(help="scenario parameter key=value")] = None,
+    n_initial: Annotated[Optional[int], typer.Option("--n-initial", help="initial labeled set size")] = None,
+    initial: Annotated[Optional[str], typer.Option(help="random or stratified initial set")] = None,
+    n_query: Annotated[Optional[int], typer.Option("--n-query", help="samples labeled per cycle")] = None,
+    cycles: Annotated[Optional[int], typer.Option("--cycle", "--cycles", help="query rounds")] = None,
+    trials: Annotated[Optional[int], typer.Option("--trial", "--trials", help="repetitions")] = None,
+    seed: Annotated[Optional[str], typer.Option(help="seed; comma-separated seeds run in turn")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs per cycle")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam or adamw")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="learning rate")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="none, multistep or cosine")] = None,
+    milestones: Annotated[Optional[str], typer.Option(help="multistep epochs, comma-separated")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="mixed precision (default: on for CUDA)")] = None,
+    n_drop: Annotated[Optional[int], typer.Option("--n-drop", help="MC dropout samples (strategies that take n_drop)")] = None,
+    n_class: Annotated[Optional[int], typer.Option("--n-class", help="expected number of classes (checked)")] = None,
+    openset: Annotated[bool, typer.Option("--openset", help="ALScope: open-set scenario")] = False,
+    ood_rate: Annotated[Optional[float], typer.Option("--ood-rate", help="ALScope: open-set OOD rate")] = None,
+    imb_factor: Annotated[Optional[float], typer.Option("--imb-factor", help="ALScope: class-imbalance factor")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="where datasets live (env ALSCOPE_DATA_DIR)")] = None,
+    download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="allow downloads")] = None,
+    results_dir: Annotated[Optional[Path], typer.Option("--results-dir", help="run states and the default MLflow store (env ALSCOPE_RESULTS_DIR)")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (env MLFLOW_TRACKING_URI)")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment name")] = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="write nothing to MLflow")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML or TOML config file (flags win)")] = None,
+    sweep: Annotated[Optional[Path], typer.Option(help="sweep file: base config + grid/runs, run in turn")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="resume an interrupted run by its id")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, one line per run")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
+) -> None:
+    """Run an active learning experiment (no options: a quick real run on digits)."""
+    try:
+        rdir = results_dir or Path(os.environ.get("ALSCOPE_RESULTS_DIR", "results"))
+        if resume is not None:
+            result = _execute(None, resume, rdir, quiet, as_json)
+            _report_result(result, quiet, as_json)
+            return
+        file_data = read_config_file(config) if config is not None else {}
+        overrides: dict[str, Any] = {}
+        flat = {
+            "n_initial": n_initial, "initial": initial, "n_query": n_query, "cycles": cycles,
+            "trials": trials, "n_class": n_class, "data_dir": data_dir, "download": download,
+            "results_dir": results_dir, "training.epochs": epochs, "training.batch_size": batch_size,
+            "training.optimizer": optimizer, "training.lr": lr, "training.weight_decay": weight_decay,
+            "training.scheduler": scheduler, "training.device": device, "training.amp": amp,
+            "tracking.uri": tracking_uri, "tracking.experiment": experiment,
+        }
+        if milestones is not None:
+            flat["training.milestones"] = [int(m) for m in _split([milestones])]
+        if no_track:
+            flat["tracking.enabled"] = False
+        for key, value in flat.items():
+            if value is not None:
+                _set(overrides, key, str(value) if isinstance(value, Path) else value)
+        for kind, name, items in (
+            ("backbone", backbone, backbone_param), ("scenario", scenario, scenario_param),
+        ):
+            if name is not None:
+                _set(overrides, f"{kind}.name", name)
+            if items:
+                _set(overrides, f"{kind}.params", _params(items, f"--{kind}-param"))
+        scenario_flags = {"openset": openset or None, "ood_rate": ood_rate, "imb_factor": imb_factor}
+        for flag, value in scenario_flags.items():
+            if value is None:
+                continue
+            target = SCENARIO_FLAGS[flag]
+            if scenario is not None and normalize(scenario) != normalize(target):
+                raise ConfigError(f"--{flag.replace('_', '-')} needs scenario {target!r}, not {scenario!r}")
+            _set(overrides, "scenario.name", target)
+            if flag != "openset":
+                _set(overrides, f"scenario.params.{flag}", value)
+
+        strategies = _split(strategy) or [None]
+        strategies = [_alscope_method(s, uncertainty) for s in strategies]
+        datasets = _split(dataset) or [None]
+        seeds: list[int | None] = [None]
+        if seed is not None:
+            try:
+                seeds = [int(s) for s in _split([seed])]
+            except ValueError:
+                raise ConfigError(f"seed={seed!r} is invalid: expected integers, comma-separated") from None
+        base = deep_merge(file_data, overrides)
+        members: list[dict[str, Any]] = []
+        sweep_base, sweep_members = _sweep_members(sweep) if sweep else ({}, [{}])
+        for s, d, sd, extra in itertools.product(strategies, datasets, seeds, sweep_members):
+            member = deep_merge(deep_merge(sweep_base, base), extra)
+            if s is not None:
+                _set(member, "strategy", {"name": s, "params": dict(member.get("strategy", {}).get("params", {}) if isinstance(member.get("strategy"), dict) else {})})
+            if strategy_param:
+                st = member.get("strategy", "entropy")
+                st = {"name": st} if isinstance(st, str) else dict(st)
+                st["params"] = {**st.get("params", {}), **_params(strategy_param, "--strategy-param")}
+                member["strategy"] = st
+            if d is not None:
+                _set(member, "dataset", {"name": d, "params": {}})
+            if dataset_param:
+                ds = member.get("dataset", "digits")
+                ds = {"name": ds} if isinstance(ds, str) else dict(ds)
+                ds["params"] = {**ds.get("params", {}), **_params(dataset_param, "--dataset-param")}
+                member["dataset"] = ds
+            if sd is not None:
+                member["seed"] = sd
+            members.append(member)
+        configs = [build_config(m) for m in members]
+        for cfg in configs:
+            _validate_names(cfg)
+            if n_drop is not None:
+                _apply_n_drop(cfg, n_drop)
+    except AlscopeError as exc:
+        raise _fail(str(exc)) from None
+    _run_members(configs, quiet, as_json)
+
+
+def _run_members(configs: list[ExperimentConfig], quiet: bool, as_json: bool) -> None:
+    if len(configs) == 1:
+        try:
+            result = _execute(configs[0], None, configs[0].results_dir, quiet, as_json)
+        except AlscopeError as exc:
+            raise _fail(str(exc)) from None
+        _report_result(result, quiet, as_json)
+        return
+    failures: list[tuple[str, str]] = []
+    done: list[tuple[str, ExperimentResult]] = []
+    for i, cfg in enumerate(configs, 1):
+        label = f"{cfg.label()} seed={cfg.seed}"
+        if not as_json:
+            err.print(f"[bold][{i}/{len(configs)}][/bold] {label}")
+        try:
+            result = _execute(cfg, None, cfg.results_dir, quiet, as_json)
+        except AlscopeError as exc:
+            err.print(f"[red]failed:[/red] {label}: {exc}")
+            failures.append((label, str(exc)))
+            continue
+        except Exception as exc:  # one member's bug must not stop the batch
+            err.print(f"[red]failed:[/red] {label}: {type(exc).__name__}: {exc}")
+            failures.append((label, f"{type(exc).__name__}: {exc}"))
+            continue
+        done.append((label, result))
+        if not as_json:
+            _report_result(result, True, False)
+    if as_json:
+        out.print_json(json.dumps({
+            "runs": [{"member": label, "run": r.run, "summary": r.summary} for label, r in done],
+            "failures": [{"member": label, "error": e} for label, e in failures],
+        }, default=str))
+    else:
+        table = Table("member", "AUBC", "final accuracy", "run", title="batch", title_justify="left")
+        for label, r in done:
+            table.add_row(label, f"{r.summary['aubc']:.4f} ± {r.summary['aubc_std']:.4f}",
+                          f"{r.summary['final_accuracy']:.4f}", r.run)
+        for label, e in failures:
+            table.add_row(label, "[red]failed[/red]", "", e[:80])
+        out.print(table)
+        if done:
+            cfg = configs[0]
+            out.print(f"compare: alscope report --experiment {cfg.tracking.experiment}"
+                      + (f" --tracking-uri {done[0][1].tracking_uri}" if done[0][1].tracking_uri else ""))
+    if failures:
+        raise typer.Exit(1)
+
+
+def _alscope_method(name: str | None, uncertainty: str | None) -> str | None:
+    if name is not None and normalize(name) == "uncertainty":
+        if uncertainty is None:
+            raise ConfigError("--method Uncertainty needs --uncertainty (accepted: Entropy, Margin, CONF, ...)")
+        mapped = ALSCOPE_UNCERTAINTY.get(normalize(uncertainty))
+        if mapped is None:
+            raise ConfigError(
+                f"--uncertainty {uncertainty!r} is unknown (accepted: {', '.join(sorted(ALSCOPE_UNCERTAINTY))})"
+            )
+        return mapped
+    if uncertainty is not None and name is None:
+        return ALSCOPE_UNCERTAINTY.get(normalize(uncertainty), uncertainty)
+    return name
+
+
+def _validate_names(cfg: ExperimentConfig) -> None:
+    registry = get_registry()
+    registry.resolve("strategy", cfg.strategy.name)
+    registry.resolve("dataset", cfg.dataset.name)
+    registry.resolve("scenario", cfg.scenario.name)
+    if cfg.backbone is not None:
+        registry.resolve("backbone", cfg.backbone.name)
+
+
+def _apply_n_drop(cfg: ExperimentConfig, n_drop: int) -> None:
+    target = get_registry().load("strategy", cfg.strategy.name)
+    if "n_drop" in target.Params.model_fields:
+        cfg.strategy.params = {**cfg.strategy.params, "n_drop": n_drop}
+    else:
+        warnings.warn(f"--n-drop ignored: strategy {cfg.strategy.name!r} takes no n_drop", stacklevel=1)
+
+
+# -- report -------------------------------------------------------------------------
+
+@app.command()
+def report(
+    experiment: Annotated[str, typer.Option(help="MLflow experiment to compare")] = "alscope",
+    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
+    results_dir: Annotated[Optional[Path], typer.Option("--results-dir")] = None,
+    metric: Annotated[str, typer.Option(help="accuracy, macro_f1 or balanced_accuracy")] = "accuracy",
+    csv: Annotated[Optional[Path], typer.Option(help="write the table as CSV")] = None,
+    markdown: Annotated[Optional[Path], typer.Option(help="write the table as Markdown")] = None,
+    png: Annotated[Optional[Path], typer.Option(help="write learning curves with std bands")] = None,
+) -> None:
+    """Compare strategies side by side from what MLflow holds."""
+    from alscope.report import load_trials, summarize
+    from alscope.tracking import default_tracking_uri
+
+    try:
+        rdir = results_dir or Path(os.environ.get("ALSCOPE_RESULTS_DIR", "results"))
+        uri = tracking_uri or default_tracking_uri(rdir)
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+            raise ConfigError(f"no MLflow store at {uri!r}; run an experiment first or pass --tracking-uri")
+        rep = summarize(load_trials(uri, experiment), metric=metric)
+        for table in rep.rich_tables():
+            out.print(table)
+        if csv is not None:
+            rep.to_csv(csv)
+            out.print(f"CSV: {csv}")
+        if markdown is not None:
+            markdown.parent.mkdir(parents=True, exist_ok=True)
+            markdown.write_text(rep.to_markdown(), encoding="utf-8")
+            out.print(f"Markdown: {markdown}")
+        if png is not None:
+            rep.plot(png)
+            out.print(f"PNG: {png}")
+    except AlscopeError as exc:
+        raise _fail(str(exc)) from None
+
+
+def main() -> None:
+    """Console entry point: user errors exit non-zero with one line, never a traceback."""
+    try:
+        app()
+    except AlscopeError as exc:  # pragma: no cover - commands catch their own
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

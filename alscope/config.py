@@ -1,0 +1,202 @@
+"""The experiment configuration: one validated pydantic model for a whole run.
+
+The same knobs come from CLI flags, a YAML or TOML file (``--config``) and Python.
+Component parameters (``strategy.params`` etc.) are checked against the component's
+own ``Params`` schema when the run starts (see :func:`alscope.components.validate_params`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from alscope.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentConfig(_Model):
+    """A component by name with its parameters; a bare string means no parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class TrainingConfig(_Model):
+    epochs: int = Field(default=40, ge=1, description="training epochs per cycle")
+    batch_size: int = Field(default=64, ge=1)
+    eval_batch_size: int = Field(default=1024, ge=1, description="batch size of inference passes")
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, description="SGD momentum")
+    weight_decay: float = Field(default=0.0, ge=0)
+    scheduler: Literal["none", "multistep", "cosine"] = "none"
+    milestones: list[int] = Field(
+        default_factory=list, description="multistep: epochs at which the lr is multiplied by gamma"
+    )
+    gamma: float = Field(default=0.1, gt=0)
+    grad_clip: float | None = Field(default=None, gt=0, description="max gradient norm")
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps")
+    amp: bool | None = Field(default=None, description="mixed precision; default: on for CUDA")
+    warm_start: bool = Field(
+        default=False, description="continue from the previous cycle's model instead of a fresh one"
+    )
+    num_workers: int = Field(default=0, ge=0, description="DataLoader workers for file datasets")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        v = value.lower()
+        if v in {"auto", "cpu", "cuda", "mps"} or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError("accepted: auto, cpu, cuda, cuda:N, mps")
+
+
+class TrackingConfig(_Model):
+    enabled: bool = True
+    uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; default MLFLOW_TRACKING_URI or a SQLite store "
+        "in the results folder",
+    )
+    experiment: str = Field(default="alscope", description="MLflow experiment name")
+
+
+def default_results_dir() -> Path:
+    return Path(os.environ.get("ALSCOPE_RESULTS_DIR", "results"))
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("ALSCOPE_DATA_DIR", "data"))
+
+
+class ExperimentConfig(_Model):
+    """The whole experiment."""
+
+    strategy: ComponentConfig = Field(default_factory=lambda: ComponentConfig(name="entropy"))
+    dataset: ComponentConfig = Field(default_factory=lambda: ComponentConfig(name="digits"))
+    backbone: ComponentConfig | None = Field(
+        default=None, description="default: the dataset's default backbone"
+    )
+    scenario: ComponentConfig = Field(default_factory=lambda: ComponentConfig(name="standard"))
+    n_initial: int = Field(default=20, ge=0, description="size of the initial labeled set")
+    initial: Literal["random", "stratified"] = Field(
+        default="random", description="how the initial labeled set is drawn"
+    )
+    n_query: int = Field(default=20, ge=1, description="samples labeled per cycle")
+    cycles: int = Field(default=5, ge=0, description="query rounds after the initial training")
+    trials: int = Field(default=1, ge=1, description="repetitions, each with its own seed")
+    seed: int = Field(default=0, ge=0)
+    n_class: int | None = Field(default=None, ge=2, description="checked against the dataset")
+    data_dir: Path = Field(default_factory=default_data_dir)
+    download: bool = Field(default=False, description="allow downloading datasets")
+    results_dir: Path = Field(default_factory=default_results_dir)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def label(self) -> str:
+        return f"{self.strategy.name}-{self.dataset.name}"
+
+    def to_flat_dict(self) -> dict[str, str]:
+        """Dotted keys to strings, for MLflow params."""
+        flat: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                flat[prefix] = json.dumps(value) if isinstance(value, list) else str(value)
+
+        walk("", json.loads(self.model_dump_json()))
+        return flat
+
+
+def describe_config_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {loc!r}")
+            continue
+        accepted = ""
+        ctx = err.get("ctx") or {}
+        if "expected" in ctx:
+            accepted = f" (accepted: {ctx['expected']})"
+        lines.append(f"{loc}={err.get('input')!r} is invalid: {err['msg']}{accepted}")
+    return "; ".join(lines)
+
+
+def build_config(data: dict[str, Any]) -> ExperimentConfig:
+    """Validate a nested mapping into a config, raising :class:`ConfigError` on problems."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_config_error(exc)) from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file as a mapping."""
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(
+                f"config file {str(path)!r}: unknown format {path.suffix!r} (accepted: .yaml, .yml, .toml)"
+            )
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be parsed: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, merging nested mappings (CLI over file)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_key_value(item: str, option: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML (numbers, booleans, lists)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{option} {item!r} is invalid: expected key=value")
+    import yaml
+
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value

@@ -1,0 +1,1 @@
+"""Dataset contract and the core's tabular datasets."""

@@ -1,0 +1,1 @@
+"""The experiment engine: training, inference, metrics, the trial x cycle loop."""

@@ -1,0 +1,494 @@
+"""The experiment loop: trials x cycles of train, evaluate, select, label.
+
+``run_experiment(config)`` is the Python entry point; the CLI calls it too.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from alscope.components import validate_params
+from alscope.config import ExperimentConfig
+from alscope.data.base import ALDataset, DatasetFactory, LoadContext
+from alscope.engine.device import resolve_device
+from alscope.engine.inference import compute_pool_view, infer
+from alscope.engine.metrics import aubc, classification_metrics
+from alscope.engine.state import CycleRecord, RunState, TrialState
+from alscope.engine.trainer import Trainer, amp_enabled
+from alscope.errors import AlscopeError, BudgetError, ConfigError, DataError, ResumeError
+from alscope.models.base import Backbone
+from alscope.registry import Registry, get_registry
+from alscope.scenarios.base import PreparedScenario, Scenario
+from alscope.strategies.base import Strategy, validate_selection
+from alscope.tracking import Tracker, dumps, make_tracker, tags_for
+
+_PURPOSES = {"initial": 0, "model": 1, "train": 2, "select": 3, "dataset": 4}
+
+
+def derive_seed(seed: int, trial: int, cycle: int, purpose: str) -> int:
+    """A 31-bit seed for one use in one cycle of one trial, independent of the others."""
+    seq = np.random.SeedSequence(entropy=seed, spawn_key=(trial, cycle, _PURPOSES[purpose]))
+    return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+class Progress:
+    """Callbacks the engine reports progress to; the CLI draws bars from them."""
+
+    def experiment_start(self, run: str, trials: int, cycles: int, epochs: int) -> None: ...
+    def trial_start(self, trial: int) -> None: ...
+    def cycle_start(self, trial: int, cycle: int, n_labeled: int) -> None: ...
+    def epoch_end(self, epoch: int, loss: float) -> None: ...
+    def cycle_end(self, trial: int, record: CycleRecord) -> None: ...
+    def trial_end(self, trial: int, trial_aubc: float) -> None: ...
+
+
+@dataclass
+class ExperimentResult:
+    run: str
+    run_dir: Path
+    config: ExperimentConfig
+    trials: list[TrialState]
+    parent_run_id: str | None
+    tracking_uri: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def curve(self, metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(labeled counts, mean, std) over trials."""
+        return learning_curve(self.trials, metric)
+
+
+def learning_curve(trials: list[TrialState], metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    by_step: dict[int, list[float]] = {}
+    for t in trials:
+        for c in t.cycles:
+            if metric in c.metrics:
+                by_step.setdefault(c.n_labeled, []).append(c.metrics[metric])
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    mean = np.array([np.mean(by_step[s]) for s in steps])
+    std = np.array([np.std(by_step[s]) for s in steps])
+    return steps, mean, std
+
+
+class Components:
+    """The four resolved components of an experiment."""
+
+    def __init__(self, config: ExperimentConfig, registry: Registry) -> None:
+        self.config = config
+        self.registry = registry
+        self.strategy_spec = registry.resolve("strategy", config.strategy.name)
+        self.dataset_spec = registry.resolve("dataset", config.dataset.name)
+        self.scenario_spec = registry.resolve("scenario", config.scenario.name)
+        self.strategy_cls: type[Strategy] = registry.load("strategy", config.strategy.name)
+        self.dataset_cls: type[DatasetFactory] = registry.load("dataset", config.dataset.name)
+        self.scenario_cls: type[Scenario] = registry.load("scenario", config.scenario.name)
+        # Validate every parameter before anything is loaded or trained.
+        self.make_strategy()
+        self.dataset_factory = self.dataset_cls(config.dataset.params)
+        self.scenario = self.scenario_cls(config.scenario.params)
+        self.backbone_spec = None
+        self.backbone_cls: type[Backbone] | None = None
+        if config.backbone is not None:
+            self._resolve_backbone(config.backbone.name)
+
+    def make_strategy(self) -> Strategy:
+        strategy = self.strategy_cls(self.config.strategy.params)
+        strategy.component_name = self.strategy_spec.name
+        return strategy
+
+    def _resolve_backbone(self, name: str) -> None:
+        self.backbone_spec = self.registry.resolve("backbone", name)
+        self.backbone_cls = self.registry.load("backbone", name)
+        params = self.config.backbone.params if self.config.backbone else {}
+        self.backbone_params = validate_params(
+            self.backbone_cls.Params, params, f"backbone {self.backbone_spec.name}"
+        )
+
+    def bind_dataset(self, dataset: ALDataset) -> None:
+        if self.backbone_cls is None:
+            self._resolve_backbone(dataset.default_backbone)
+        assert self.backbone_spec is not None
+        if dataset.domain not in self.backbone_spec.domains:
+            raise ConfigError(
+                f"backbone {self.backbone_spec.name!r} does not support {dataset.domain} data "
+                f"(it supports {', '.join(self.backbone_spec.domains)})"
+            )
+        if dataset.domain not in self.strategy_spec.domains:
+            raise ConfigError(
+                f"strategy {self.strategy_spec.name!r} does not support {dataset.domain} data"
+            )
+
+    def build_backbone(self, dataset: ALDataset) -> Backbone:
+        assert self.backbone_cls is not None
+        return self.backbone_cls(dataset.input_spec, dataset.n_classes, self.backbone_params)
+
+
+def _new_run_name(config: ExperimentConfig) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in config.label())
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{secrets.token_hex(2)}"
+
+
+def find_run_dir(results_dir: Path, run: str) -> Path:
+    """The folder of a run given its id, a unique prefix of it, or its path."""
+    candidate = Path(run)
+    if (candidate / "state.json").is_file():
+        return candidate
+    runs = results_dir / "runs"
+    matches = sorted(p for p in runs.glob(f"{run}*") if (p / "state.json").is_file()) if runs.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+        hint = f"; runs in {runs}: {', '.join(known[-5:])}" if known else f"; {runs} holds no runs"
+        raise ResumeError(f"no run {run!r} to resume{hint}")
+    raise ResumeError(f"{run!r} matches several runs: {', '.join(p.name for p in matches)}")
+
+
+class Experiment:
+    """One experiment run (new or resumed)."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        *,
+        registry: Registry | None = None,
+        progress: Progress | None = None,
+        state: RunState | None = None,
+        run_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or get_registry()
+        self.progress = progress or Progress()
+        self.components = Components(config, self.registry)
+        self.device = resolve_device(config.training.device)
+        self.trainer = Trainer(config.training, self.device)
+        name = state.run if state is not None else _new_run_name(config)
+        self.run_dir = run_dir or (config.results_dir / "runs" / name)
+        self.state = state or RunState(run=name, config=json.loads(config.model_dump_json()))
+
+    @classmethod
+    def resume(cls, results_dir: Path, run: str, **kwargs: Any) -> Experiment:
+        run_dir = find_run_dir(results_dir, run)
+        state = RunState.load(run_dir)
+        if state.status == "FINISHED":
+            raise ResumeError(f"run {state.run!r} already finished; nothing to resume")
+        from alscope.config import build_config
+
+        config = build_config(state.config)
+        return cls(config, state=state, run_dir=run_dir, **kwargs)
+
+    # -- setup -------------------------------------------------------------------
+
+    def _load_dataset(self) -> PreparedScenario:
+        cfg = self.config
+        ctx = LoadContext(cfg.data_dir, seed=cfg.seed, download=cfg.download)
+        try:
+            dataset = self.components.dataset_factory.load(ctx)
+        except (AlscopeError, MemoryError):
+            raise
+        except (OSError, ValueError) as exc:
+            raise DataError(f"dataset {cfg.dataset.name!r} could not be loaded: {exc}") from None
+        if cfg.n_class is not None and cfg.n_class != dataset.n_classes:
+            raise ConfigError(
+                f"n_class={cfg.n_class} does not match dataset {dataset.name!r}, which has "
+                f"{dataset.n_classes} classes"
+            )
+        self.components.bind_dataset(dataset)
+        prepared = self.components.scenario.prepare(dataset, cfg.seed)
+        needed = cfg.n_initial + cfg.cycles * cfg.n_query
+        if needed > len(prepared.candidates):
+            raise BudgetError(
+                f"n_initial + cycles x n_query = {cfg.n_initial} + {cfg.cycles} x {cfg.n_query} = "
+                f"{needed} exceeds the {len(prepared.candidates)} samples of the pool"
+            )
+        return prepared
+
+    def _initial_set(self, prepared: PreparedScenario, trial: int) -> np.ndarray:
+        cfg = self.config
+        rng = np.random.default_rng(derive_seed(cfg.seed, trial, 0, "initial"))
+        candidates = prepared.candidates
+        if cfg.n_initial == 0:
+            return np.empty(0, dtype=np.int64)
+        if cfg.initial == "random":
+            return np.sort(rng.choice(candidates, size=cfg.n_initial, replace=False))
+        labels = prepared.dataset.pool.labels[candidates]
+        n_cls = len(np.unique(labels))
+        if cfg.n_initial < n_cls:
+            raise ConfigError(
+                f"initial='stratified' needs n_initial >= the {n_cls} classes, got {cfg.n_initial}"
+            )
+        from sklearn.model_selection import train_test_split
+
+        if cfg.n_initial == len(candidates):
+            return np.sort(candidates)
+        chosen, _ = train_test_split(
+            candidates, train_size=cfg.n_initial, stratify=labels,
+            random_state=derive_seed(cfg.seed, trial, 0, "initial"),
+        )
+        return np.sort(chosen)
+
+    # -- the loop ----------------------------------------------------------------
+
+    def run(self, tracker: Tracker | None = None) -> ExperimentResult:
+        cfg = self.config
+        tracker = tracker or make_tracker(
+            cfg.tracking.enabled, self.state.tracking_uri or cfg.tracking.uri,
+            cfg.tracking.experiment, cfg.results_dir,
+        )
+        self._started = time.perf_counter()
+        prepared = self._load_dataset()
+        dataset = prepared.dataset
+        strategy_probe = self.components.make_strategy()
+        if cfg.n_initial == 0 and strategy_probe.requirements().needs_model:
+            raise ConfigError(
+                f"n_initial=0 (cold start) needs a strategy that selects without a trained model; "
+                f"{self.components.strategy_spec.name!r} needs "
+                f"{', '.join(strategy_probe.requirements().describe())}"
+            )
+        self.state.tracking_uri = tracker.uri
+        tags = tags_for(cfg)
+        if cfg.backbone is None and self.components.backbone_spec is not None:
+            tags["alscope.backbone"] = self.components.backbone_spec.name
+        tags["alscope.run"] = self.state.run
+        params = cfg.to_flat_dict()
+        params["backbone.resolved"] = tags["alscope.backbone"]
+        self.state.parent_run_id = tracker.start_experiment(
+            self.state.run, tags, params, existing=self.state.parent_run_id
+        )
+        if not self.state.trials:
+            tracker.log_text(self.state.parent_run_id, _yaml(self.state.config), "config.yaml")
+        self.state.save(self.run_dir)
+        self.progress.experiment_start(self.state.run, cfg.trials, cfg.cycles, cfg.training.epochs)
+        try:
+            for trial in range(cfg.trials):
+                if trial < len(self.state.trials) and self.state.trials[trial].done:
+                    continue
+                self._run_trial(trial, prepared, tracker, tags)
+        except BaseException:
+            self.state.status = "KILLED"
+            self.state.save(self.run_dir)
+            for t in self.state.trials:
+                if not t.done:
+                    _quietly(tracker.finish, t.run_id, "KILLED")
+            _quietly(tracker.finish, self.state.parent_run_id, "KILLED")
+            raise
+        summary = self._summarize(dataset)
+        self.state.summary = summary
+        self.state.status = "FINISHED"
+        self.state.save(self.run_dir)
+        tracker.log_metrics(self.state.parent_run_id, {
+            k: v for k, v in summary.items() if isinstance(v, float) and np.isfinite(v)
+        })
+        tracker.log_text(self.state.parent_run_id, dumps(summary), "summary.json")
+        png = self.run_dir / "learning_curve.png"
+        steps, mean, std = learning_curve(self.state.trials)
+        if len(steps):
+            from alscope.plotting import plot_learning_curves
+
+            plot_learning_curves({cfg.strategy.name: (steps, mean, std)}, png,
+                                 title=f"{cfg.dataset.name}: accuracy")
+            tracker.log_file(self.state.parent_run_id, png)
+        tracker.finish(self.state.parent_run_id)
+        return ExperimentResult(
+            self.state.run, self.run_dir, cfg, self.state.trials, self.state.parent_run_id,
+            tracker.uri, summary,
+        )
+
+    def _summarize(self, dataset: ALDataset) -> dict[str, Any]:
+        aubcs = [_trial_aubc(t) for t in self.state.trials]
+        finals = [t.cycles[-1].metrics.get("accuracy", np.nan) for t in self.state.trials if t.cycles]
+        sel = [c.metrics.get("selection_time", np.nan) for t in self.state.trials for c in t.cycles
+               if "selection_time" in c.metrics]
+        train = [c.metrics.get("train_time", np.nan) for t in self.state.trials for c in t.cycles
+                 if "train_time" in c.metrics]
+        return {
+            "dataset": dataset.name,
+            "backbone": self.components.backbone_spec.name if self.components.backbone_spec else "",
+            "device": str(self.device),
+            "wall_time": time.perf_counter() - self._started,
+            "n_pool": len(dataset.pool),
+            "n_test": len(dataset.test),
+            "aubc": float(np.mean(aubcs)),
+            "aubc_std": float(np.std(aubcs)),
+            "final_accuracy": float(np.mean(finals)) if finals else float("nan"),
+            "final_accuracy_std": float(np.std(finals)) if finals else float("nan"),
+            "mean_selection_time": float(np.mean(sel)) if sel else 0.0,
+            "mean_train_time": float(np.mean(train)) if train else 0.0,
+        }
+
+    def _run_trial(self, trial: int, prepared: PreparedScenario, tracker: Tracker,
+                   tags: dict[str, str]) -> None:
+        cfg = self.config
+        dataset = prepared.dataset
+        if trial < len(self.state.trials):
+            ts = self.state.trials[trial]
+        else:
+            initial = self._initial_set(prepared, trial)
+            ts = TrialState(trial=trial, seed=derive_seed(cfg.seed, trial, 0, "initial"),
+                            labeled=initial.tolist(),
+                            labels=prepared.oracle.label(initial).tolist())
+            self.state.trials.append(ts)
+        ts.run_id = tracker.start_trial(self.state.parent_run_id, trial, tags, existing=ts.run_id)
+        self.state.save(self.run_dir)
+        self._reconcile_logging(ts, tracker)
+        self.progress.trial_start(trial)
+        strategy = self.components.make_strategy()
+        strategy.load_state_dict(ts.strategy_state)
+        targets = torch.full((len(dataset.pool),), -1, dtype=torch.long)
+        model: Backbone | None = None
+        warm_path = self.run_dir / f"model-trial{trial}.pt"
+        if cfg.training.warm_start and ts.cycles and warm_path.is_file():
+            model = self.components.build_backbone(dataset)
+            model.load_state_dict(torch.load(warm_path, map_location="cpu"))
+        for cycle in range(ts.next_cycle, cfg.cycles + 1):
+            labeled = np.asarray(ts.labeled, dtype=np.int64)
+            targets[torch.from_numpy(labeled)] = torch.as_tensor(ts.labels, dtype=torch.long)
+            self.progress.cycle_start(trial, cycle, len(labeled))
+            metrics: dict[str, float] = {"cycle": float(cycle), "n_labeled": float(len(labeled))}
+            hooks = strategy.training_hooks()
+            modules: dict[str, Any] = {}
+            if len(labeled):
+                if model is None or not cfg.training.warm_start:
+                    torch.manual_seed(derive_seed(cfg.seed, trial, cycle, "model"))
+                    model = self.components.build_backbone(dataset)
+                # The hooks' modules are built once per cycle and shared by training and
+                # the pool pass, so predicted quantities come from the trained modules.
+                modules = hooks.modules() if hooks is not None else {}
+                fit = self.trainer.fit(
+                    model, dataset.pool, labeled, targets,
+                    seed=derive_seed(cfg.seed, trial, cycle, "train"), hooks=hooks, modules=modules,
+                    on_epoch=self.progress.epoch_end,
+                )
+                metrics["train_time"] = fit.train_time
+                metrics["train_loss"] = fit.final_loss
+                metrics.update(self._evaluate(model, dataset))
+            selected: np.ndarray = np.empty(0, dtype=np.int64)
+            if cycle < cfg.cycles:
+                selected, sel_time = self._select(
+                    strategy, model, dataset, prepared, labeled, ts, trial, cycle, hooks, modules
+                )
+                metrics["selection_time"] = sel_time
+                answers = prepared.oracle.label(selected)
+                for cls, count in zip(*np.unique(answers, return_counts=True), strict=True):
+                    metrics[f"query_count/{int(cls)}"] = float(count)
+                metrics.update(prepared.query_metrics(selected, answers))
+                ts.labeled.extend(int(i) for i in selected)
+                ts.labels.extend(int(a) for a in answers)
+            record = CycleRecord(cycle, len(labeled), metrics, [int(i) for i in selected])
+            ts.cycles.append(record)
+            ts.strategy_state = strategy.state_dict()
+            if cfg.training.warm_start and model is not None:
+                torch.save(model.state_dict(), warm_path)
+            self.state.save(self.run_dir)
+            self._log_cycle(ts, record, tracker)
+            self.progress.cycle_end(trial, record)
+        trial_aubc = _trial_aubc(ts)
+        tracker.log_metrics(ts.run_id, {"aubc": trial_aubc})
+        tracker.finish(ts.run_id)
+        ts.done = True
+        self.state.save(self.run_dir)
+        self.progress.trial_end(trial, trial_aubc)
+
+    def _select(self, strategy: Strategy, model: Backbone | None, dataset: ALDataset,
+                prepared: PreparedScenario, labeled: np.ndarray, ts: TrialState, trial: int,
+                cycle: int, hooks: Any, modules: dict[str, Any]) -> tuple[np.ndarray, float]:
+        cfg = self.config
+        name = self.components.strategy_spec.name
+        is_unlabeled = np.ones(len(dataset.pool), dtype=bool)
+        is_unlabeled[labeled] = False
+        candidate_mask = np.zeros(len(dataset.pool), dtype=bool)
+        candidate_mask[prepared.candidates] = True
+        unlabeled = np.flatnonzero(is_unlabeled & candidate_mask)
+        select_seed = derive_seed(cfg.seed, trial, cycle, "select")
+        torch.manual_seed(select_seed)
+        rng = np.random.default_rng(select_seed)
+        start = time.perf_counter()
+        view = compute_pool_view(
+            model, dataset.pool, unlabeled, labeled, np.asarray(ts.labels, dtype=np.int64),
+            strategy.requirements(), n_classes=dataset.n_classes, device=self.device,
+            batch_size=cfg.training.eval_batch_size, hooks=hooks, modules=modules,
+            amp=amp_enabled(cfg.training, self.device), strategy=name,
+        )
+        chosen = strategy.select(view, cfg.n_query, rng)
+        selected = validate_selection(chosen, unlabeled, cfg.n_query, name)
+        return selected, time.perf_counter() - start
+
+    def _evaluate(self, model: Backbone, dataset: ALDataset) -> dict[str, float]:
+        cfg = self.config
+        indices = np.arange(len(dataset.test), dtype=np.int64)
+        out = infer(model, dataset.test, indices, device=self.device,
+                    batch_size=cfg.training.eval_batch_size, probs=True,
+                    amp=amp_enabled(cfg.training, self.device))
+        return classification_metrics(out["probs"].numpy(), dataset.test.labels, dataset.n_classes)
+
+    def _log_cycle(self, ts: TrialState, record: CycleRecord, tracker: Tracker) -> None:
+        tracker.log_metrics(ts.run_id, record.metrics, step=record.n_labeled)
+        tracker.log_text(ts.run_id, json.dumps({"cycle": record.cycle, "n_labeled": record.n_labeled,
+                                                "selected": record.selected}),
+                         f"selections/cycle_{record.cycle:03d}.json")
+        record.logged = True
+        self.state.save(self.run_dir)
+
+    def _reconcile_logging(self, ts: TrialState, tracker: Tracker) -> None:
+        """Log the finished cycles a kill kept out of the store, and only those."""
+        pending = [c for c in ts.cycles if not c.logged]
+        if not pending:
+            return
+        in_store = tracker.logged_steps(ts.run_id)
+        for record in pending:
+            if record.n_labeled in in_store:
+                record.logged = True
+            else:
+                self._log_cycle(ts, record, tracker)
+        self.state.save(self.run_dir)
+
+
+def _trial_aubc(ts: TrialState) -> float:
+    points = [(c.n_labeled, c.metrics["accuracy"]) for c in ts.cycles if "accuracy" in c.metrics]
+    if not points:
+        return float("nan")
+    x, y = zip(*points, strict=True)
+    return aubc(list(x), list(y))
+
+
+def _quietly(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        pass
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def run_experiment(
+    config: ExperimentConfig | dict[str, Any] | None = None,
+    *,
+    progress: Progress | None = None,
+    registry: Registry | None = None,
+    tracker: Tracker | None = None,
+) -> ExperimentResult:
+    """Run a whole experiment from Python and return its result.
+
+    >>> from alscope import ExperimentConfig, run_experiment
+    >>> result = run_experiment(ExperimentConfig(cycles=2))   # doctest: +SKIP
+    >>> result.summary["aubc"]                                # doctest: +SKIP
+    """
+    from alscope.config import build_config
+
+    if config is None:
+        config = ExperimentConfig()
+    elif isinstance(config, dict):
+        config = build_config(config)
+    return Experiment(config, registry=registry, progress=progress).run(tracker)

@@ -1,0 +1,149 @@
+"""The trainer: fixed epochs over the labeled set, with strategy training hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from alscope.config import TrainingConfig
+from alscope.data.base import DataSource
+from alscope.engine.hooks import BatchContext, FitContext, TrainingHooks
+from alscope.models.base import Backbone
+
+
+def build_optimizer(params: Iterator[nn.Parameter] | list, config: TrainingConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainingConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if config.scheduler == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=config.milestones, gamma=config.gamma
+        )
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
+def amp_enabled(config: TrainingConfig, device: torch.device) -> bool:
+    return device.type == "cuda" and (config.amp is None or config.amp)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.float16)
+
+
+@dataclass
+class FitResult:
+    train_time: float
+    final_loss: float
+    epochs: int
+
+
+class Trainer:
+    """Trains a backbone (and a strategy's extra modules) on the labeled samples.
+
+    Args:
+        config: optimiser, scheduler, epochs, batch size, mixed precision.
+        device: where training runs.
+    """
+
+    def __init__(self, config: TrainingConfig, device: torch.device) -> None:
+        self.config, self.device = config, device
+
+    def fit(
+        self,
+        model: Backbone,
+        source: DataSource,
+        labeled: np.ndarray,
+        targets: torch.Tensor,
+        *,
+        seed: int,
+        hooks: TrainingHooks | None = None,
+        modules: dict[str, nn.Module] | None = None,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> FitResult:
+        """Train on ``labeled`` pool indices whose labels are ``targets[index]``.
+
+        ``seed`` fixes shuffling and dropout, so the same seed gives the same model on
+        the same machine. ``modules`` are the hooks' extra modules (default: built here
+        with ``hooks.modules()``); pass them to keep using them after training.
+        """
+        cfg, device = self.config, self.device
+        hooks = hooks or TrainingHooks()
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        model.to(device).train()
+        if modules is None:
+            modules = hooks.modules()
+        modules = {name: m.to(device).train() for name, m in modules.items()}
+        optimizers = [build_optimizer(model.parameters(), cfg)]
+        for name, module in modules.items():
+            opt = hooks.make_optimizer(name, module, cfg) or build_optimizer(module.parameters(), cfg)
+            optimizers.append(opt)
+        schedulers = [s for s in (build_scheduler(o, cfg) for o in optimizers) if s is not None]
+        use_amp = amp_enabled(cfg, device)
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        criterion = nn.CrossEntropyLoss(reduction="none")
+        fit = FitContext(model, labeled, cfg.epochs, device, modules)
+        hooks.on_fit_start(fit)
+        # A batch of one breaks BatchNorm in training mode; drop such a tail batch.
+        drop_last = len(labeled) % cfg.batch_size == 1 and len(labeled) > 1
+        start = time.perf_counter()
+        step, epoch_loss = 0, float("nan")
+        for epoch in range(cfg.epochs):
+            total, count = 0.0, 0
+            for batch in source.batches(
+                labeled, batch_size=cfg.batch_size, train=True, shuffle=True,
+                generator=generator, drop_last=drop_last,
+            ):
+                inputs = batch.to(device).inputs
+                y = targets[batch.indices].to(device)
+                with autocast(device, use_amp):
+                    output = model(inputs, return_features=hooks.wants_features)
+                    per_sample = criterion(output.logits.float(), y)
+                    ctx = BatchContext(epoch, step, batch.indices, inputs, y, output, per_sample, fit)
+                    loss = per_sample.mean()
+                    extra = hooks.extra_loss(ctx)
+                    if extra is not None:
+                        loss = loss + extra
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    for opt in optimizers:
+                        scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                for opt in optimizers:
+                    scaler.step(opt)
+                scaler.update()
+                hooks.on_batch_end(ctx)
+                total += float(loss.detach()) * len(batch)
+                count += len(batch)
+                step += 1
+            for sched in schedulers:
+                sched.step()
+            epoch_loss = total / max(count, 1)
+            hooks.on_epoch_end(epoch, fit)
+            if on_epoch is not None:
+                on_epoch(epoch, epoch_loss)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return FitResult(time.perf_counter() - start, epoch_loss, cfg.epochs)

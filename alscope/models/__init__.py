@@ -1,0 +1,1 @@
+"""Backbone contract and the core's MLP."""

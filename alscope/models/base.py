@@ -1,0 +1,65 @@
+"""The backbone contract.
+
+A backbone is an ``nn.Module`` built from the dataset's :class:`InputSpec` and the
+number of classes. Its forward returns logits, the penultimate embedding (the input
+of the last linear layer, ``classifier``) and, when asked, the intermediate features
+that Learning Loss, TiDAL and the like read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from alscope.components import Component, NoParams, validate_params
+from alscope.data.base import InputSpec
+
+
+@dataclass
+class BackboneOutput:
+    logits: torch.Tensor
+    embedding: torch.Tensor
+    features: list[torch.Tensor] | None = None
+
+
+class Backbone(nn.Module):
+    """Base class of backbones.
+
+    Subclasses define ``Params`` (a pydantic model), build their layers in
+    ``__init__(input_spec, n_classes, params)``, expose the last linear layer as
+    ``self.classifier`` and implement :meth:`forward`.
+    """
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+    component_name: ClassVar[str] = ""
+    classifier: nn.Linear
+
+    def __init__(self, input_spec: InputSpec, n_classes: int, params: Any) -> None:
+        super().__init__()
+        self.input_spec, self.n_classes, self.params = input_spec, n_classes, params
+
+    @classmethod
+    def build(
+        cls, input_spec: InputSpec, n_classes: int, params: BaseModel | Mapping[str, Any] | None
+    ) -> Backbone:
+        checked = validate_params(cls.Params, params, f"backbone {cls.component_name or cls.__name__}")
+        return cls(input_spec, n_classes, checked)
+
+    @classmethod
+    def parameter_table(cls) -> list[tuple[str, str, str, str]]:
+        return Component.parameter_table.__func__(cls)  # type: ignore[attr-defined]
+
+    def forward(self, inputs: Any, return_features: bool = False) -> BackboneOutput:
+        raise NotImplementedError
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.classifier.in_features
+
+    def dropout_modules(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]

@@ -1,0 +1,1 @@
+"""Scenario contract and the core's standard setting."""

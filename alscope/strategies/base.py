@@ -1,0 +1,278 @@
+"""The strategy contract.
+
+A strategy declares what it needs from the model (:class:`Requirements`); the engine
+computes all of it in one batched pass over the pool and hands it over as a
+:class:`PoolView`; :meth:`Strategy.select` returns dataset indices of unlabeled
+samples. The engine checks every selection (count, uniqueness, membership) and names
+the strategy when one breaks the contract.
+
+The same classes work without the engine: build a view with
+:meth:`PoolView.from_arrays` from your own probabilities, embeddings or MC samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+from alscope.components import Component
+from alscope.errors import BudgetError, ModelError, SelectionError
+
+if TYPE_CHECKING:
+    from alscope.engine.hooks import TrainingHooks
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a strategy reads from the model, computed in one pool pass.
+
+    Attributes:
+        probs: softmax probabilities of the unlabeled pool, ``(U, C)``.
+        logits: logits of the unlabeled pool, ``(U, C)``.
+        embeddings: penultimate embeddings of the unlabeled pool, ``(U, D)``.
+        labeled_embeddings: embeddings of the labeled set, ``(L, D)``.
+        labeled_probs: probabilities of the labeled set, ``(L, C)``.
+        mc_samples: K > 0 asks for K stochastic predictions ``(U, K, C)`` (MC dropout).
+        extra_outputs: names of per-sample outputs that the strategy's training hooks
+            compute in the pool pass (e.g. Learning Loss's predicted loss).
+        model: the strategy gets the trained model itself (``view.model``).
+    """
+
+    probs: bool = False
+    logits: bool = False
+    embeddings: bool = False
+    labeled_embeddings: bool = False
+    labeled_probs: bool = False
+    mc_samples: int = 0
+    extra_outputs: tuple[str, ...] = ()
+    model: bool = False
+
+    @property
+    def needs_model(self) -> bool:
+        return any(
+            bool(getattr(self, f.name)) for f in fields(self) if f.name != "model"
+        ) or self.model
+
+    def describe(self) -> list[str]:
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value:
+                out.append(f"{f.name}={value}" if not isinstance(value, bool) else f.name)
+        return out
+
+
+@dataclass
+class PoolView:
+    """Everything a strategy may read about the pool in one cycle.
+
+    Arrays over the unlabeled pool are aligned with ``unlabeled`` (dataset indices).
+    Tensors live on the CPU; strategies move chunks to ``device`` for heavy work.
+    """
+
+    unlabeled: np.ndarray
+    labeled: np.ndarray
+    n_classes: int
+    labeled_targets: np.ndarray | None = None
+    probs: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
+    labeled_embeddings: torch.Tensor | None = None
+    labeled_probs: torch.Tensor | None = None
+    mc_probs: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    model: Any = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def n_unlabeled(self) -> int:
+        return len(self.unlabeled)
+
+    def require(self, name: str, strategy: str) -> torch.Tensor:
+        """The tensor ``name`` or a clear error saying the strategy needs it."""
+        value = self.extras.get(name) if name not in _VIEW_TENSORS else getattr(self, name)
+        if value is None:
+            raise ModelError(
+                f"strategy {strategy!r} needs {name!r} in the pool view, which was not computed"
+            )
+        return value
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        probs: Any = None,
+        logits: Any = None,
+        embeddings: Any = None,
+        mc_probs: Any = None,
+        labeled_mask: Any = None,
+        labeled_embeddings: Any = None,
+        labeled_targets: Any = None,
+        extras: Mapping[str, Any] | None = None,
+        n_classes: int | None = None,
+        device: str | torch.device = "cpu",
+    ) -> PoolView:
+        """A view over plain arrays, for users who keep their own training loop.
+
+        Arrays cover the *whole* pool (labeled rows included) when ``labeled_mask`` is
+        given; they are cut to the unlabeled rows here, and selections come back as
+        indices into the whole pool.
+        """
+        def t(a: Any) -> torch.Tensor | None:
+            return None if a is None else torch.as_tensor(np.asarray(a), dtype=torch.float32)
+
+        given = [a for a in (probs, logits, embeddings, mc_probs) if a is not None]
+        given += list((extras or {}).values())
+        if not given:
+            raise ValueError("from_arrays needs at least one of probs, logits, embeddings, mc_probs")
+        n = len(given[0])
+        mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask, bool)
+        if len(mask) != n:
+            raise ValueError(f"labeled_mask has {len(mask)} entries for {n} samples")
+        unl = np.flatnonzero(~mask)
+        lab = np.flatnonzero(mask)
+        tensors = {k: t(v) for k, v in dict(
+            probs=probs, logits=logits, embeddings=embeddings, mc_probs=mc_probs
+        ).items()}
+        if n_classes is None:
+            ref = next((v for v in (tensors["probs"], tensors["logits"], tensors["mc_probs"])
+                        if v is not None), None)
+            n_classes = int(ref.shape[-1]) if ref is not None else 0
+        emb = tensors["embeddings"]
+        lab_emb = t(labeled_embeddings)
+        if lab_emb is None and emb is not None:
+            lab_emb = emb[torch.from_numpy(lab)]
+        probs_t = tensors["probs"]
+        if probs_t is None and tensors["logits"] is not None:
+            probs_t = torch.softmax(tensors["logits"], dim=1)
+        unl_t = torch.from_numpy(unl)
+
+        def cut(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x[unl_t]
+
+        return cls(
+            unlabeled=unl,
+            labeled=lab,
+            n_classes=n_classes,
+            labeled_targets=None if labeled_targets is None else np.asarray(labeled_targets),
+            probs=cut(probs_t),
+            logits=cut(tensors["logits"]),
+            embeddings=cut(emb),
+            labeled_embeddings=lab_emb,
+            labeled_probs=None if probs_t is None else probs_t[torch.from_numpy(lab)],
+            mc_probs=cut(tensors["mc_probs"]),
+            extras={k: cut(t(v)) for k, v in (extras or {}).items()},  # type: ignore[misc]
+            device=torch.device(device),
+        )
+
+
+_VIEW_TENSORS = {
+    "probs", "logits", "embeddings", "labeled_embeddings", "labeled_probs", "mc_probs"
+}
+
+
+class Strategy(Component):
+    """Base class of query strategies.
+
+    Subclasses set ``Params`` (pydantic schema of their parameters), override
+    :meth:`requirements` and :meth:`select`, and may return :class:`TrainingHooks`
+    from :meth:`training_hooks` to add modules and losses to training.
+    """
+
+    @classmethod
+    def kind_name(cls) -> str:
+        return "strategy"
+
+    def requirements(self) -> Requirements:
+        return Requirements()
+
+    def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
+        """Return ``budget`` distinct dataset indices taken from ``view.unlabeled``."""
+        raise NotImplementedError
+
+    def training_hooks(self) -> TrainingHooks | None:
+        """Modules and losses this strategy adds to training (None: plain training)."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """State kept across cycles (saved in checkpoints so a resumed run continues)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state
+
+    # -- library use -------------------------------------------------------------
+
+    def query(self, view: PoolView, budget: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+        """Select and check ``budget`` indices: the entry point for library users."""
+        check_budget(budget, view.n_unlabeled, self.component_name or type(self).__name__)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        chosen = self.select(view, budget, rng)
+        return validate_selection(chosen, view.unlabeled, budget, self.component_name)
+
+
+class ScoringStrategy(Strategy):
+    """A strategy that scores each unlabeled sample and takes the top ``budget``.
+
+    Ties are broken uniformly at random with the cycle's generator, so equal scores
+    never favour low indices and the same seed gives the same pick.
+    """
+
+    def score(self, view: PoolView) -> torch.Tensor:
+        """Informativeness of each unlabeled sample (higher is queried first), ``(U,)``."""
+        raise NotImplementedError
+
+    def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
+        scores = self.score(view).detach().float().cpu().numpy()
+        return view.unlabeled[top_k(scores, budget, rng)]
+
+
+def top_k(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of the ``k`` highest scores, ties broken uniformly at random."""
+    perm = rng.permutation(len(scores))
+    shuffled = scores[perm]
+    if k < len(scores):
+        # argpartition first keeps this O(N) for small k on large pools; the stable
+        # sort of the candidates keeps the random tie order.
+        threshold = np.partition(shuffled, len(shuffled) - k)[len(shuffled) - k]
+        candidates = np.flatnonzero(shuffled >= threshold)
+    else:
+        candidates = np.arange(len(shuffled))
+    order = candidates[np.argsort(-shuffled[candidates], kind="stable")][:k]
+    return perm[order]
+
+
+def check_budget(budget: int, n_unlabeled: int, strategy: str) -> None:
+    if not isinstance(budget, int | np.integer) or budget < 1:
+        raise BudgetError(f"budget={budget!r} is invalid: it must be a positive integer")
+    if budget > n_unlabeled:
+        raise BudgetError(
+            f"budget {budget} exceeds the {n_unlabeled} unlabeled samples left for strategy "
+            f"{strategy!r}; lower --n-query or --cycle"
+        )
+
+
+def validate_selection(
+    chosen: Any, unlabeled: np.ndarray, budget: int, strategy: str
+) -> np.ndarray:
+    """Check a selection: integers, the right count, unique, inside the unlabeled pool."""
+    arr = np.asarray(chosen.cpu() if isinstance(chosen, torch.Tensor) else chosen)
+    who = f"strategy {strategy!r}"
+    if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise SelectionError(f"{who} returned {arr.dtype} of shape {arr.shape}, not 1-D indices")
+    if len(arr) != budget:
+        raise SelectionError(f"{who} returned {len(arr)} indices for a budget of {budget}")
+    if len(np.unique(arr)) != len(arr):
+        raise SelectionError(f"{who} returned duplicate indices")
+    outside = arr[~np.isin(arr, unlabeled)]
+    if len(outside):
+        raise SelectionError(
+            f"{who} returned {len(outside)} indices outside the unlabeled pool "
+            f"(e.g. {outside[:5].tolist()})"
+        )
+    return arr.astype(np.int64)
+
