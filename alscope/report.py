@@ -1,0 +1,505 @@
+"""Compare strategies side by side from what MLflow holds.
+
+Everything here is read from the tracking store (never from ``results/runs``), laid out
+as :mod:`alscope.tracking` describes: one parent run per experiment run (tags
+``alscope.strategy`` / ``dataset`` / ``backbone`` / ``scenario`` / ``run``) and one
+nested trial run per trial, whose per-cycle metrics use the labeled count as step.
+
+::
+
+    from alscope.report import load_trials, summarize
+
+    df = load_trials("sqlite:///results/mlflow.db", "alscope")
+    rep = summarize(df, metric="accuracy")
+    print(rep.to_markdown())
+    rep.to_csv(Path("cmp.csv"))        # cmp.csv (curves) and cmp_aubc.csv
+    rep.plot(Path("cmp.png"))          # one PNG per dataset
+
+Standard deviations are population standard deviations over trials (``ddof=0``), the
+same as the ``aubc_std`` the engine logs on each parent run, so the numbers here agree
+with the MLflow UI.
+
+This module stays light: it never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from alscope.engine.metrics import aubc
+from alscope.errors import ConfigError, TrackingError
+from alscope.tracking import TAG_KIND, TAG_RUN, TAG_TRIAL
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.table import Table
+
+DEFAULT_METRICS: tuple[str, ...] = (
+    "accuracy", "macro_f1", "balanced_accuracy", "selection_time", "train_time",
+)
+"""The per-cycle metrics :func:`load_trials` reads from each trial run."""
+
+ID_COLUMNS: tuple[str, ...] = (
+    "run", "parent_run_id", "trial_run_id", "trial",
+    "strategy", "dataset", "backbone", "scenario", "n_labeled",
+)
+GROUP_COLUMNS: list[str] = ["dataset", "scenario", "backbone", "strategy"]
+
+_PAGE = 500
+_TAG_PARENT = "mlflow.parentRunId"
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def load_trials(
+    tracking_uri: str,
+    experiment: str,
+    *,
+    run_filter: list[str] | None = None,
+    include_unfinished: bool = False,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> pd.DataFrame:
+    """The per-cycle metrics of every trial of ``experiment``, one row per trial and
+    labeled count.
+
+    Columns: ``run, parent_run_id, trial_run_id, trial, strategy, dataset, backbone,
+    scenario, n_labeled`` and one column per metric (NaN where a cycle did not log it,
+    e.g. ``selection_time`` of the last cycle).
+
+    ``run_filter`` keeps only the experiment runs whose ``alscope.run`` id or MLflow
+    parent run id starts with one of the given strings. Only FINISHED trial runs are
+    read unless ``include_unfinished`` (then RUNNING and KILLED trials contribute the
+    cycles they logged). Trials whose parent run was deleted are left out.
+
+    Raises :class:`~alscope.errors.TrackingError` when the store cannot be read, the
+    experiment does not exist, or it holds no (finished) trials.
+    """
+    client = _client(tracking_uri)
+    exp = _call(tracking_uri, "get_experiment_by_name", client.get_experiment_by_name, experiment)
+    if exp is None:
+        names = sorted(e.name for e in _all_experiments(client, tracking_uri))
+        known = ", ".join(repr(n) for n in names) if names else "(none)"
+        raise TrackingError(
+            f"no MLflow experiment {experiment!r} at {tracking_uri!r}; "
+            f"existing experiments: {known}"
+        )
+    exp_id = exp.experiment_id
+
+    parents = {
+        r.info.run_id: r
+        for r in _search(client, tracking_uri, exp_id, f"tags.`{TAG_KIND}` = 'experiment'")
+    }
+    status_clause = "" if include_unfinished else " and attributes.status = 'FINISHED'"
+    trial_filter = f"tags.`{TAG_KIND}` = 'trial'{status_clause}"
+    if run_filter:
+        wanted = _match_parents(parents, run_filter, experiment)
+        trial_runs = [
+            r
+            for pid in wanted
+            for r in _search(client, tracking_uri, exp_id,
+                             f"{trial_filter} and tags.`{_TAG_PARENT}` = '{pid}'")
+        ]
+    else:
+        trial_runs = list(_search(client, tracking_uri, exp_id, trial_filter))
+
+    frames: list[pd.DataFrame] = []
+    for trial_run in trial_runs:
+        tags = trial_run.data.tags
+        parent_id = tags.get(_TAG_PARENT)
+        if parent_id and parent_id not in parents:
+            continue  # the parent run was deleted
+        source = parents[parent_id].data.tags if parent_id else tags
+        info = {
+            "run": source.get(TAG_RUN, tags.get(TAG_RUN, "")),
+            "parent_run_id": parent_id or "",
+            "trial_run_id": trial_run.info.run_id,
+            "trial": _int(tags.get(TAG_TRIAL)),
+            **{kind: source.get(f"alscope.{kind}", tags.get(f"alscope.{kind}", ""))
+               for kind in ("strategy", "dataset", "backbone", "scenario")},
+        }
+        columns: dict[str, dict[int, float]] = {}
+        for name in metrics:
+            history = _call(tracking_uri, "get_metric_history", client.get_metric_history,
+                            trial_run.info.run_id, name)
+            # On duplicates at one step the latest write wins.
+            ordered = sorted(history, key=lambda m: (m.step, m.timestamp))
+            columns[name] = {int(m.step): float(m.value) for m in ordered}
+        steps = sorted(set().union(*(c.keys() for c in columns.values())))
+        if not steps:
+            continue
+        frame = pd.DataFrame({"n_labeled": steps})
+        for key, value in info.items():
+            frame[key] = value
+        for name, values in columns.items():
+            frame[name] = [values.get(s, np.nan) for s in steps]
+        frames.append(frame)
+
+    if not frames:
+        what = "trials" if include_unfinished else "finished trials"
+        scope = f" among runs matching {', '.join(run_filter)}" if run_filter else ""
+        raise TrackingError(
+            f"MLflow experiment {experiment!r} at {tracking_uri!r} holds no {what}{scope}; "
+            f"run an experiment into it first (tracking.experiment={experiment!r})"
+        )
+    df = pd.concat(frames, ignore_index=True)
+    df = df[[*ID_COLUMNS, *metrics]].copy()
+    df["trial"] = df["trial"].astype("int64")
+    df["n_labeled"] = df["n_labeled"].astype("int64")
+    return df.sort_values(
+        ["dataset", "scenario", "backbone", "strategy", "run", "trial", "n_labeled"],
+        ignore_index=True,
+    )
+
+
+def _client(tracking_uri: str) -> Any:
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        if str(db) != ":memory:" and not db.is_file():
+            # Opening it would create an empty store; a report must not.
+            raise TrackingError(
+                f"no MLflow store at {tracking_uri!r}; "
+                "run an experiment first or pass --tracking-uri"
+            )
+    from mlflow import MlflowClient
+
+    return _call(tracking_uri, "connect", MlflowClient, tracking_uri=tracking_uri)
+
+
+def _call(uri: str, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except TrackingError:
+        raise
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        short = (lines[0] if lines else type(exc).__name__)[:300]
+        raise TrackingError(f"MLflow {what} failed at {uri!r}: {short}") from None
+
+
+def _all_experiments(client: Any, uri: str) -> Iterator[Any]:
+    token = None
+    while True:
+        page = _call(uri, "search_experiments", client.search_experiments,
+                     max_results=_PAGE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _search(client: Any, uri: str, experiment_id: str, filter_string: str) -> Iterator[Any]:
+    """Every active run matching ``filter_string``, page by page."""
+    token = None
+    while True:
+        page = _call(uri, "search_runs", client.search_runs, [experiment_id],
+                     filter_string=filter_string, max_results=_PAGE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _match_parents(parents: dict[str, Any], run_filter: list[str], experiment: str) -> list[str]:
+    wanted: list[str] = []
+    for prefix in run_filter:
+        hits = [
+            pid for pid, r in parents.items()
+            if pid.startswith(prefix) or r.data.tags.get(TAG_RUN, "").startswith(prefix)
+        ]
+        if not hits:
+            raise TrackingError(f"no run matching {prefix!r} in MLflow experiment {experiment!r}")
+        wanted.extend(h for h in hits if h not in wanted)
+    return wanted
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value) if value is not None else -1
+    except ValueError:
+        return -1
+
+
+# -- summarizing -----------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """A comparison of strategies, per (dataset, scenario).
+
+    * ``curves``: tidy, one row per group and labeled count: ``dataset, scenario,
+      backbone, strategy, label, n_labeled, mean, std, n_trials``;
+    * ``aubc``: one row per group: ``dataset, scenario, backbone, strategy, label, rank,
+      aubc_mean, aubc_std, mean_selection_time, mean_train_time, n_trials``, ranked by
+      mean AUBC (descending) within each (dataset, scenario);
+    * ``trial_aubc``: the AUBC of every trial;
+    * ``table``: wide, rows = (dataset, scenario, label), columns = labeled counts,
+      cells ``"0.812 ± 0.010"`` (empty where a group has no value at that count).
+
+    ``label`` is the strategy name, or ``strategy [backbone]`` where one (dataset,
+    scenario) holds runs with several backbones.
+    """
+
+    metric: str
+    curves: pd.DataFrame
+    aubc: pd.DataFrame
+    trial_aubc: pd.DataFrame
+    table: pd.DataFrame
+
+    def blocks(self) -> list[tuple[str, str]]:
+        """The (dataset, scenario) pairs, in order."""
+        pairs = self.aubc[["dataset", "scenario"]].drop_duplicates()
+        return [(str(d), str(s)) for d, s in pairs.itertuples(index=False)]
+
+    def _block(self, dataset: str, scenario: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The ranked AUBC rows and the wide table of one (dataset, scenario)."""
+        rows = self.aubc[(self.aubc["dataset"] == dataset) & (self.aubc["scenario"] == scenario)]
+        wide = self.table.loc[(dataset, scenario)]
+        counts = sorted(
+            self.curves.loc[(self.curves["dataset"] == dataset)
+                            & (self.curves["scenario"] == scenario), "n_labeled"].unique()
+        )
+        return rows, wide[counts].reindex(list(rows["label"]))
+
+    # -- exports ---------------------------------------------------------------------
+
+    def to_csv(self, path: Path | str) -> tuple[Path, Path]:
+        """Write the tidy curves to ``path`` and the AUBC table to ``<stem>_aubc.csv``
+        beside it; returns both paths."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        curves = self.curves.drop(columns=["label"]).copy()
+        curves.insert(4, "metric", self.metric)
+        curves.to_csv(path, index=False)
+        aubc_path = path.with_name(f"{path.stem}_aubc.csv")
+        table = self.aubc.drop(columns=["label"]).copy()
+        table.insert(4, "metric", self.metric)
+        table.to_csv(aubc_path, index=False)
+        return path, aubc_path
+
+    def to_markdown(self) -> str:
+        """Per (dataset, scenario): a table of AUBC, selection time and trials, and a
+        table of the metric at each labeled count (mean ± std over trials)."""
+        parts: list[str] = []
+        for dataset, scenario in self.blocks():
+            rows, wide = self._block(dataset, scenario)
+            parts.append(f"## {_md(dataset)} / {_md(scenario)}\n")
+            parts.append(_md_table(
+                ["rank", "strategy", f"AUBC ({_md(self.metric)})", "selection time / cycle",
+                 "train time / cycle", "trials"],
+                [[str(r.rank), _md(r.label), _pm(r.aubc_mean, r.aubc_std),
+                  _seconds(r.mean_selection_time), _seconds(r.mean_train_time), str(r.n_trials)]
+                 for r in rows.itertuples(index=False)],
+                align=["r", "l", "r", "r", "r", "r"],
+            ))
+            parts.append(f"{_md(self.metric)} at each labeled count (mean ± std over trials):\n")
+            parts.append(_md_table(
+                ["strategy", *(str(c) for c in wide.columns)],
+                [[_md(str(label)), *(str(v) for v in values)]
+                 for label, values in zip(wide.index, wide.to_numpy().tolist(), strict=True)],
+                align=["l", *("r" for _ in wide.columns)],
+            ))
+        return "\n".join(parts)
+
+    def plot(self, path: Path | str) -> list[Path]:
+        """Learning curves with ±1 std bands: ``path`` itself when there is one dataset,
+        otherwise one ``<stem>_<dataset><suffix>`` per dataset. Returns the files."""
+        from alscope.plotting import plot_learning_curves
+
+        path = Path(path)
+        suffix = path.suffix or ".png"
+        datasets = list(dict.fromkeys(self.aubc["dataset"]))
+        written: list[Path] = []
+        for dataset in datasets:
+            block = self.aubc[self.aubc["dataset"] == dataset]
+            several_scenarios = block["scenario"].nunique() > 1
+            curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+            for r in block.itertuples(index=False):
+                c = self.curves[(self.curves["dataset"] == dataset)
+                                & (self.curves["scenario"] == r.scenario)
+                                & (self.curves["label"] == r.label)].dropna(subset=["mean"])
+                if c.empty:
+                    continue
+                name = f"{r.label} ({r.scenario})" if several_scenarios else str(r.label)
+                curves[name] = (c["n_labeled"].to_numpy(), c["mean"].to_numpy(),
+                                c["std"].fillna(0.0).to_numpy())
+            target = (path if len(datasets) == 1
+                      else path.with_name(f"{path.stem}_{_safe(dataset)}{suffix}"))
+            plot_learning_curves(curves, target, title=f"{dataset}: {self.metric}",
+                                 ylabel=self.metric)
+            written.append(target)
+        return written
+
+    def rich_tables(self) -> list[Table]:
+        """Two ``rich`` tables per (dataset, scenario): ranking, and the curve table."""
+        from rich.table import Table
+
+        tables: list[Table] = []
+        for dataset, scenario in self.blocks():
+            rows, wide = self._block(dataset, scenario)
+            ranking = Table(title=f"{dataset} / {scenario}: AUBC of {self.metric}")
+            ranking.add_column("#", justify="right")
+            ranking.add_column("strategy", style="bold")
+            ranking.add_column("AUBC", justify="right")
+            ranking.add_column("selection / cycle", justify="right")
+            ranking.add_column("train / cycle", justify="right")
+            ranking.add_column("trials", justify="right")
+            for r in rows.itertuples(index=False):
+                ranking.add_row(str(r.rank), str(r.label), _pm(r.aubc_mean, r.aubc_std),
+                                _seconds(r.mean_selection_time), _seconds(r.mean_train_time),
+                                str(r.n_trials))
+            tables.append(ranking)
+            curve = Table(title=f"{dataset} / {scenario}: {self.metric} by labeled count")
+            curve.add_column("strategy", style="bold")
+            for count in wide.columns:
+                curve.add_column(str(count), justify="right")
+            for label, values in zip(wide.index, wide.to_numpy().tolist(), strict=True):
+                curve.add_row(str(label), *(str(v) for v in values))
+            tables.append(curve)
+        return tables
+
+
+def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
+    """Mean and std of ``metric`` at each labeled count over trials, AUBC per trial
+    (then mean ± std), mean selection and training time per cycle, and the number of
+    trials, per (dataset, scenario, backbone, strategy); ranked by mean AUBC."""
+    if df.empty:
+        raise TrackingError("no trials to summarize")
+    if metric not in df.columns:
+        available = [c for c in df.columns if c not in ID_COLUMNS]
+        raise ConfigError(
+            f"metric {metric!r} is not in the trials; available: {', '.join(available)}"
+        )
+    df = df.copy()
+    backbones = df.groupby(["dataset", "scenario"])["backbone"].transform("nunique")
+    df["label"] = np.where(backbones > 1, df["strategy"] + " [" + df["backbone"] + "]",
+                           df["strategy"])
+    keys = [*GROUP_COLUMNS, "label"]
+
+    valid = df.dropna(subset=[metric])
+    if valid.empty:
+        raise TrackingError(f"no trial logged {metric!r}; nothing to summarize")
+    curves = (
+        valid.groupby([*keys, "n_labeled"], sort=True)[metric]
+        .agg(mean="mean", std=lambda s: float(np.std(s.to_numpy())), n_trials="count")
+        .reset_index()
+    )
+
+    trial_rows = []
+    for (*key, trial_run_id), g in df.groupby([*keys, "trial_run_id"], sort=True):
+        first = g.iloc[0]
+        g = g.dropna(subset=[metric]).sort_values("n_labeled")
+        value = aubc(g["n_labeled"].to_numpy(), g[metric].to_numpy()) if len(g) else math.nan
+        trial_rows.append({**dict(zip(keys, key, strict=True)), "run": first["run"],
+                           "trial_run_id": trial_run_id, "trial": int(first["trial"]),
+                           "aubc": value})
+    trial_aubc = pd.DataFrame(trial_rows)
+
+    per_group = {
+        tuple(key): g["aubc"].dropna().to_numpy() for key, g in trial_aubc.groupby(keys, sort=True)
+    }
+    summary_rows = []
+    for key, g in df.groupby(keys, sort=True):
+        values = per_group.get(tuple(key), np.empty(0))
+        summary_rows.append({
+            **dict(zip(keys, key, strict=True)),
+            "aubc_mean": float(np.mean(values)) if len(values) else math.nan,
+            "aubc_std": float(np.std(values)) if len(values) else math.nan,
+            "mean_selection_time": _mean(g, "selection_time"),
+            "mean_train_time": _mean(g, "train_time"),
+            "n_trials": int(g["trial_run_id"].nunique()),
+        })
+    table = pd.DataFrame(summary_rows)
+    table = table.sort_values(["dataset", "scenario", "aubc_mean", "label"],
+                              ascending=[True, True, False, True], na_position="last",
+                              ignore_index=True)
+    table.insert(5, "rank", table.groupby(["dataset", "scenario"]).cumcount() + 1)
+
+    cells = curves.assign(cell=[_pm(m, s) for m, s in zip(curves["mean"], curves["std"],
+                                                          strict=True)])
+    wide = cells.pivot_table(index=["dataset", "scenario", "label"], columns="n_labeled",
+                             values="cell", aggfunc="first")
+    order = pd.MultiIndex.from_frame(table[["dataset", "scenario", "label"]])
+    wide = wide.reindex(order).fillna("")
+    wide.columns = [int(c) for c in wide.columns]
+    wide = wide[sorted(wide.columns)]
+    wide.columns.name = "n_labeled"
+
+    return Report(metric=metric, curves=curves, aubc=table, trial_aubc=trial_aubc, table=wide)
+
+
+def build_report(
+    tracking_uri: str,
+    experiment: str,
+    *,
+    metric: str = "accuracy",
+    run_filter: list[str] | None = None,
+    include_unfinished: bool = False,
+) -> Report:
+    """:func:`load_trials` then :func:`summarize`."""
+    return summarize(
+        load_trials(tracking_uri, experiment, run_filter=run_filter,
+                    include_unfinished=include_unfinished),
+        metric=metric,
+    )
+
+
+# -- formatting ------------------------------------------------------------------------
+
+
+def _mean(g: pd.DataFrame, column: str) -> float:
+    if column not in g.columns:
+        return math.nan
+    values = g[column].dropna()
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _pm(mean: float, std: float) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    if std is None or not np.isfinite(std):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def _seconds(value: float) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    if value < 1.0:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]], align: list[str]) -> str:
+    widths = [max([len(h), 3, *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        padded = [c.rjust(w) if a == "r" else c.ljust(w)
+                  for c, w, a in zip(cells, widths, align, strict=True)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "| " + " | ".join(
+        ("-" * (w - 1) + ":") if a == "r" else ("-" * w) for w, a in zip(widths, align, strict=True)
+    ) + " |"
+    return "\n".join([line(header), rule, *(line(r) for r in rows)]) + "\n"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-") or "dataset"
