@@ -64,7 +64,10 @@ SCENARIO_FLAGS = {"openset": "openset", "ood_rate": "openset", "imb_factor": "im
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
                   line: Any = None) -> None:
-    err.print(f"[yellow]warning:[/yellow] {message}")
+    """Our warnings as one line each; third-party deprecation chatter is not the user's business."""
+    if issubclass(category, DeprecationWarning | PendingDeprecationWarning | FutureWarning):
+        return
+    err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -542,6 +545,8 @@ def report(
     csv: Annotated[Optional[Path], typer.Option(help="write the table as CSV")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="write the table as Markdown")] = None,
     png: Annotated[Optional[Path], typer.Option(help="write learning curves with std bands")] = None,
+    run_filter: Annotated[Optional[list[str]], typer.Option("--run", help="only these runs (id prefixes)")] = None,
+    include_unfinished: Annotated[bool, typer.Option("--include-unfinished", help="also killed/running trials")] = False,
 ) -> None:
     """Compare strategies side by side from what MLflow holds."""
     from alscope.report import load_trials, summarize
@@ -552,19 +557,21 @@ def report(
         uri = tracking_uri or default_tracking_uri(rdir)
         if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
             raise ConfigError(f"no MLflow store at {uri!r}; run an experiment first or pass --tracking-uri")
-        rep = summarize(load_trials(uri, experiment), metric=metric)
+        rep = summarize(
+            load_trials(uri, experiment, run_filter=run_filter, include_unfinished=include_unfinished),
+            metric=metric,
+        )
         for table in rep.rich_tables():
             out.print(table)
         if csv is not None:
-            rep.to_csv(csv)
-            out.print(f"CSV: {csv}")
+            written = rep.to_csv(csv)
+            out.print(f"CSV: {', '.join(map(str, written))}")
         if markdown is not None:
             markdown.parent.mkdir(parents=True, exist_ok=True)
             markdown.write_text(rep.to_markdown(), encoding="utf-8")
             out.print(f"Markdown: {markdown}")
         if png is not None:
-            rep.plot(png)
-            out.print(f"PNG: {png}")
+            out.print(f"PNG: {', '.join(map(str, rep.plot(png)))}")
     except AlscopeError as exc:
         raise _fail(str(exc)) from None
 

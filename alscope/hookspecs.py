@@ -35,6 +35,7 @@ def alscope_register_strategies() -> list[ComponentSpec]:
         model is the schema of ``--strategy-param`` and its :meth:`requirements`
         declares what the pool view must compute.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -46,6 +47,7 @@ def alscope_register_datasets() -> list[ComponentSpec]:
         :class:`alscope.data.base.ALDataset` (pool and test sources, class names,
         domain, labels as arrays, input description, default backbone).
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -58,6 +60,7 @@ def alscope_register_backbones() -> list[ComponentSpec]:
         penultimate embedding and, on request, intermediate features) and whose last
         linear layer is ``classifier``.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -68,3 +71,4 @@ def alscope_register_scenarios() -> list[ComponentSpec]:
         subclass of :class:`alscope.scenarios.base.Scenario`, which turns a dataset
         into an experimental setting and owns the oracle that answers label queries.
     """
+    raise NotImplementedError

@@ -77,14 +77,21 @@ class Registry:
     # -- discovery ---------------------------------------------------------------
 
     def _load_entry_points(self) -> None:
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist is not None else "(unknown distribution)"
             if ep.name in seen:
-                # The same distribution visible twice on sys.path (e.g. an editable
-                # install next to a built one) must not look like a conflict.
+                # The same distribution visible twice on sys.path (an editable install next
+                # to a built one) is not a conflict; two distributions sharing a namespace is.
+                if seen[ep.name] != dist:
+                    warnings.warn(
+                        f"plugin namespace {ep.name!r} is used by both {seen[ep.name]} and {dist}; "
+                        f"{dist}'s components are unavailable until one is renamed or uninstalled",
+                        PluginWarning,
+                        stacklevel=2,
+                    )
                 continue
-            seen.add(ep.name)
+            seen[ep.name] = dist
             try:
                 module = ep.load()
             except Exception as exc:  # a broken plugin must not break the others

@@ -1,0 +1,184 @@
+"""The engine end to end: determinism, validation, cold start, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alscope.config import ExperimentConfig
+from alscope.engine.experiment import Experiment, run_experiment
+from alscope.errors import BudgetError, ConfigError, SelectionError
+from alscope.hookspecs import hookimpl
+from alscope.registry import Registry
+from alscope.specs import StrategySpec
+from alscope.strategies.base import PoolView, Strategy
+
+
+def quick(tmp_path: Path, **overrides) -> ExperimentConfig:
+    base = {
+        "cycles": 2, "n_initial": 20, "n_query": 10, "results_dir": str(tmp_path),
+        "training": {"epochs": 5}, "tracking": {"enabled": False},
+    }
+    base.update(overrides)
+    return ExperimentConfig.model_validate(base)
+
+
+def selections(result) -> list[list[int]]:
+    return [t.labeled for t in result.trials]
+
+
+def test_same_seed_same_selections_and_metrics(tmp_path):
+    a = run_experiment(quick(tmp_path / "a", trials=2))
+    b = run_experiment(quick(tmp_path / "b", trials=2))
+    assert selections(a) == selections(b)
+    for ta, tb in zip(a.trials, b.trials, strict=True):
+        assert [c.metrics["accuracy"] for c in ta.cycles] == [c.metrics["accuracy"] for c in tb.cycles]
+    c = run_experiment(quick(tmp_path / "c", trials=2, seed=1))
+    assert selections(c) != selections(a)
+    # trials differ from each other, each has its own seed
+    assert a.trials[0].labeled != a.trials[1].labeled
+
+
+def test_labeled_set_grows_by_the_query_and_curve_has_every_cycle(tmp_path):
+    result = run_experiment(quick(tmp_path, cycles=3))
+    trial = result.trials[0]
+    assert [c.n_labeled for c in trial.cycles] == [20, 30, 40, 50]
+    assert len(set(trial.labeled)) == 50
+    for record in trial.cycles[:-1]:
+        assert len(record.selected) == 10
+        assert sum(v for k, v in record.metrics.items() if k.startswith("query_count/")) == 10
+        assert record.metrics["selection_time"] >= 0
+    assert trial.cycles[-1].selected == []
+    for key in ("accuracy", "macro_f1", "balanced_accuracy", "nll", "ece", "train_time"):
+        assert key in trial.cycles[0].metrics
+    assert 0 < result.summary["aubc"] <= 1
+
+
+def test_stratified_initial_set_covers_every_class(tmp_path):
+    result = run_experiment(quick(tmp_path, initial="stratified", cycles=0, n_initial=30))
+    from alscope.data.tabular import Digits
+    from alscope.data.base import LoadContext
+
+    pool = Digits().load(LoadContext(tmp_path, seed=0)).pool
+    counts = np.bincount(pool.labels[result.trials[0].labeled], minlength=10)
+    assert counts.min() >= 2 and counts.max() <= 4
+
+
+def test_budget_larger_than_pool_is_refused_before_training(tmp_path):
+    with pytest.raises(BudgetError, match="exceeds the 112 samples"):
+        run_experiment(quick(tmp_path, dataset="iris", n_initial=100, cycles=2, n_query=10))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_n_class_is_checked_against_the_dataset(tmp_path):
+    with pytest.raises(ConfigError, match="n_class=3 does not match .* 10 classes"):
+        run_experiment(quick(tmp_path, n_class=3))
+
+
+def test_cold_start_needs_a_model_free_strategy(tmp_path):
+    result = run_experiment(quick(tmp_path, strategy="random", n_initial=0, cycles=2))
+    cycles = result.trials[0].cycles
+    assert cycles[0].n_labeled == 0 and "accuracy" not in cycles[0].metrics
+    assert cycles[-1].n_labeled == 20 and "accuracy" in cycles[-1].metrics
+    with pytest.raises(ConfigError, match="cold start"):
+        run_experiment(quick(tmp_path, strategy="entropy", n_initial=0))
+
+
+class _Duplicates(Strategy):
+    def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
+        return np.repeat(view.unlabeled[:1], budget)
+
+
+class _Labeled(Strategy):
+    def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
+        return view.labeled[:budget]
+
+
+class _BrokenPlugin:
+    @hookimpl
+    def alscope_register_strategies(self):
+        return [
+            StrategySpec("dupes", f"{__name__}:_Duplicates", "returns duplicates", paper="-"),
+            StrategySpec("relabel", f"{__name__}:_Labeled", "returns labeled samples", paper="-"),
+        ]
+
+
+@pytest.mark.parametrize(("name", "message"), [("dupes", "duplicate"), ("relabel", "outside the unlabeled")])
+def test_engine_rejects_a_bad_selection_and_names_the_strategy(tmp_path, name, message):
+    registry = Registry(plugins={"broken": _BrokenPlugin()})
+    with pytest.raises(SelectionError, match=f"strategy '{name}' .*{message}"):
+        Experiment(quick(tmp_path, strategy=name), registry=registry).run()
+
+
+def _timeless(metrics: dict) -> dict:
+    """Metrics without wall-clock times, which differ between any two runs."""
+    return {k: v for k, v in metrics.items() if not k.endswith("_time")}
+
+
+def _state(run_dir: Path) -> dict:
+    return json.loads((run_dir / "state.json").read_text())
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    """Kill -9 in the middle of a cycle, resume, and compare with a clean run."""
+    env = {**os.environ, "ALSCOPE_RESULTS_DIR": str(tmp_path / "killed")}
+    args = [sys.executable, "-m", "alscope.cli", "run", "--cycle", "4", "--trial", "2",
+            "--epochs", "150", "--n-query", "15", "-q"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    runs = tmp_path / "killed" / "runs"
+    deadline = time.monotonic() + 120
+    run_dir = None
+    while time.monotonic() < deadline:
+        found = list(runs.glob("*/state.json")) if runs.exists() else []
+        if found:
+            run_dir = found[0].parent
+            try:
+                trials = _state(run_dir)["trials"]
+            except (json.JSONDecodeError, KeyError):
+                trials = []
+            if trials and len(trials[0]["cycles"]) >= 2:
+                time.sleep(0.3)  # inside the next cycle's training
+                break
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be killed: {proc.stderr.read().decode()}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run_dir is not None
+    killed = _state(run_dir)
+    assert killed["status"] == "RUNNING"
+    finished_before = len(killed["trials"][0]["cycles"])
+    assert finished_before < 5
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "alscope.cli", "run", "--resume", run_dir.name, "--json"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    summary = json.loads(resumed.stdout)
+    clean_env = {**os.environ, "ALSCOPE_RESULTS_DIR": str(tmp_path / "clean")}
+    clean = subprocess.run([*args[:-1], "--json"], env=clean_env, capture_output=True, text=True, check=True)
+    expected = json.loads(clean.stdout)
+    assert summary["summary"]["aubc"] == expected["summary"]["aubc"]
+    a, b = _state(run_dir), _state(next((tmp_path / "clean" / "runs").iterdir()))
+    for ta, tb in zip(a["trials"], b["trials"], strict=True):
+        assert ta["labeled"] == tb["labeled"]
+        assert [_timeless(c["metrics"]) for c in ta["cycles"]] == [
+            _timeless(c["metrics"]) for c in tb["cycles"]
+        ]
+    # MLflow holds every cycle exactly once
+    from mlflow import MlflowClient
+
+    client = MlflowClient(summary["tracking_uri"])
+    for trial in a["trials"]:
+        steps = [m.step for m in client.get_metric_history(trial["run_id"], "accuracy")]
+        assert sorted(steps) == [20, 35, 50, 65, 80]
+    assert client.get_run(a["parent_run_id"]).info.status == "FINISHED"
