@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +26,7 @@ from alscope.config import (
     read_config_file,
 )
 from alscope.errors import AlscopeError, ConfigError
+from alscope.progress import Progress
 from alscope.registry import get_registry, normalize
 from alscope.specs import KINDS
 
@@ -62,8 +63,9 @@ ALSCOPE_UNCERTAINTY = {
 SCENARIO_FLAGS = {"openset": "openset", "ood_rate": "openset", "imb_factor": "imbalanced"}
 
 
-def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-                  line: Any = None) -> None:
+def _show_warning(
+    message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
     """Our warnings as one line each; third-party deprecation chatter is not the user's business."""
     if issubclass(category, DeprecationWarning | PendingDeprecationWarning | FutureWarning):
         return
@@ -83,7 +85,10 @@ def _main() -> None:
 # -- list / info -------------------------------------------------------------------
 
 _KIND_ALIASES = {normalize(k): k for k in KINDS} | {
-    "strategies": "strategy", "datasets": "dataset", "backbones": "backbone", "scenarios": "scenario",
+    "strategies": "strategy",
+    "datasets": "dataset",
+    "backbones": "backbone",
+    "scenarios": "scenario",
 }
 
 
@@ -98,7 +103,7 @@ def _kind(value: str | None) -> list[str]:
 
 @app.command("list")
 def list_components(
-    kind: Annotated[Optional[str], typer.Argument(help="strategies, datasets, backbones or scenarios")] = None,
+    kind: Annotated[str | None, typer.Argument(help="strategies, datasets, backbones or scenarios")] = None,
 ) -> None:
     """List the registered components (name, summary, domain, providing distribution)."""
     registry = get_registry()
@@ -116,7 +121,7 @@ def list_components(
 @app.command()
 def info(
     name: Annotated[str, typer.Argument(help="component name, alias or namespace:name")],
-    kind: Annotated[Optional[str], typer.Option(help="restrict to one kind")] = None,
+    kind: Annotated[str | None, typer.Option(help="restrict to one kind")] = None,
 ) -> None:
     """Show a component: summary, paper, parameters with defaults, what it needs from the model."""
     from alscope.errors import AmbiguousComponentError, UnknownComponentError
@@ -154,7 +159,7 @@ def info(
                 needs = list(spec.needs)
             out.print(f"  needs from the model: {', '.join(needs) or 'nothing (model-free)'}")
             hooks_cls = getattr(target, "training_hooks", None)
-            if hooks_cls is not None and getattr(target, "training_hooks") is not _base_hooks():
+            if hooks_cls is not None and target.training_hooks is not _base_hooks():
                 out.print("  adds training-time modules/losses through trainer hooks")
         rows = target.parameter_table() if hasattr(target, "parameter_table") else []
         if rows:
@@ -173,6 +178,7 @@ def _base_hooks() -> Any:
 
 
 # -- run -----------------------------------------------------------------------------
+
 
 def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
@@ -195,7 +201,9 @@ def _sweep_members(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     data = read_config_file(path)
     unknown = set(data) - {"base", "sweep", "runs"}
     if unknown:
-        raise ConfigError(f"sweep file {str(path)!r}: unknown keys {sorted(unknown)} (accepted: base, sweep, runs)")
+        raise ConfigError(
+            f"sweep file {str(path)!r}: unknown keys {sorted(unknown)} (accepted: base, sweep, runs)"
+        )
     base = data.get("base") or {}
     members: list[dict[str, Any]] = []
     grid = data.get("sweep") or {}
@@ -215,15 +223,21 @@ def _sweep_members(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return base, members or [{}]
 
 
-class _RichProgress:
+class _RichProgress(Progress):
     """Bars for trials, cycles and epochs on stderr."""
 
     def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                            console=err, transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
         self.tasks: dict[str, Any] = {}
 
     def experiment_start(self, run: str, trials: int, cycles: int, epochs: int) -> None:
@@ -244,8 +258,9 @@ class _RichProgress:
 
     def cycle_end(self, trial: int, record: Any) -> None:
         acc = record.metrics.get("accuracy")
-        self.bar.update(self.tasks["cycle"], completed=record.cycle + 1,
-                        info=f"acc {acc:.3f}" if acc is not None else "")
+        self.bar.update(
+            self.tasks["cycle"], completed=record.cycle + 1, info=f"acc {acc:.3f}" if acc is not None else ""
+        )
 
     def trial_end(self, trial: int, trial_aubc: float) -> None:
         self.bar.update(self.tasks["trial"], completed=trial + 1)
@@ -263,13 +278,16 @@ def _results_table(result: ExperimentResult) -> Table:
             if "selection_time" in c.metrics:
                 by_step.setdefault(c.n_labeled, []).append(c.metrics["selection_time"])
     cfg = result.config
-    title = (f"{cfg.strategy.name} on {cfg.dataset.name} ({cfg.scenario.name}), "
-             f"{len(result.trials)} trial(s)")
+    title = f"{cfg.strategy.name} on {cfg.dataset.name} ({cfg.scenario.name}), {len(result.trials)} trial(s)"
     table = Table("labeled", "accuracy", "macro-F1", "selection s", title=title, title_justify="left")
     for i, step in enumerate(steps):
         sel = by_step.get(int(step))
-        table.add_row(str(step), f"{mean[i]:.4f} ± {std[i]:.4f}", f"{f1[i]:.4f}",
-                      f"{sum(sel) / len(sel):.3f}" if sel else "-")
+        table.add_row(
+            str(step),
+            f"{mean[i]:.4f} ± {std[i]:.4f}",
+            f"{f1[i]:.4f}",
+            f"{sum(sel) / len(sel):.3f}" if sel else "-",
+        )
     return table
 
 
@@ -278,10 +296,17 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
     if as_json:
         steps, mean, std = result.curve()
         payload = {
-            "run": result.run, "run_dir": str(result.run_dir), "mlflow_run_id": result.parent_run_id,
-            "tracking_uri": result.tracking_uri, "config": json.loads(result.config.model_dump_json()),
+            "run": result.run,
+            "run_dir": str(result.run_dir),
+            "mlflow_run_id": result.parent_run_id,
+            "tracking_uri": result.tracking_uri,
+            "config": json.loads(result.config.model_dump_json()),
             "summary": s,
-            "curve": {"n_labeled": steps.tolist(), "accuracy_mean": mean.tolist(), "accuracy_std": std.tolist()},
+            "curve": {
+                "n_labeled": steps.tolist(),
+                "accuracy_mean": mean.tolist(),
+                "accuracy_std": std.tolist(),
+            },
         }
         out.print_json(json.dumps(payload, default=str))
         return
@@ -290,28 +315,39 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
         return
     cfg = result.config
     backbone = cfg.backbone.name if cfg.backbone else result.summary.get("backbone", "default")
-    out.print(f"{s['dataset']}: pool {s['n_pool']}, test {s['n_test']}; backbone {backbone}; "
-              f"strategy {cfg.strategy.name}; {cfg.n_initial} initial + {cfg.cycles} x {cfg.n_query} "
-              f"queried; {cfg.training.epochs} epochs per cycle on {s.get('device', '?')}")
+    out.print(
+        f"{s['dataset']}: pool {s['n_pool']}, test {s['n_test']}; backbone {backbone}; "
+        f"strategy {cfg.strategy.name}; {cfg.n_initial} initial + {cfg.cycles} x {cfg.n_query} "
+        f"queried; {cfg.training.epochs} epochs per cycle on {s.get('device', '?')}"
+    )
     out.print(_results_table(result))
-    out.print(f"AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}   final accuracy "
-              f"{s['final_accuracy']:.4f} ± {s['final_accuracy_std']:.4f}   "
-              f"wall {s.get('wall_time', 0):.1f} s")
+    out.print(
+        f"AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}   final accuracy "
+        f"{s['final_accuracy']:.4f} ± {s['final_accuracy_std']:.4f}   "
+        f"wall {s.get('wall_time', 0):.1f} s"
+    )
     out.print(f"run: {result.run}  (state: {result.run_dir})")
     if result.tracking_uri:
-        out.print(f"MLflow: {result.tracking_uri}  experiment {result.config.tracking.experiment!r}, "
-                  f"run {result.parent_run_id}")
-        out.print(f"  compare: alscope report --experiment {result.config.tracking.experiment} "
-                  f"--tracking-uri {result.tracking_uri}")
+        out.print(
+            f"MLflow: {result.tracking_uri}  experiment {result.config.tracking.experiment!r}, "
+            f"run {result.parent_run_id}"
+        )
+        out.print(
+            f"  compare: alscope report --experiment {result.config.tracking.experiment} "
+            f"--tracking-uri {result.tracking_uri}"
+        )
     else:
         out.print("MLflow: not tracked (--no-track)")
 
 
-def _execute(config: ExperimentConfig | None, resume: str | None, results_dir: Path,
-             quiet: bool, as_json: bool) -> ExperimentResult:
+def _execute(
+    config: ExperimentConfig | None, resume: str | None, results_dir: Path, quiet: bool, as_json: bool
+) -> ExperimentResult:
     from alscope.engine.experiment import Experiment
 
-    progress = None if (quiet or as_json or not err.is_terminal and os.environ.get("CI")) else _RichProgress()
+    progress = (
+        None if (quiet or as_json or (not err.is_terminal and os.environ.get("CI"))) else _RichProgress()
+    )
     try:
         if resume is not None:
             experiment = Experiment.resume(results_dir, resume, progress=progress)
@@ -321,8 +357,11 @@ def _execute(config: ExperimentConfig | None, resume: str | None, results_dir: P
         try:
             return experiment.run()
         except KeyboardInterrupt:
-            raise _fail(f"interrupted; finished cycles are saved: alscope run --resume {experiment.state.run}"
-                        f" --results-dir {results_dir}", 130) from None
+            raise _fail(
+                f"interrupted; finished cycles are saved: alscope run --resume {experiment.state.run}"
+                f" --results-dir {results_dir}",
+                130,
+            ) from None
     finally:
         if progress is not None:
             progress.stop()
@@ -330,44 +369,79 @@ def _execute(config: ExperimentConfig | None, resume: str | None, results_dir: P
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def run(
-    strategy: Annotated[Optional[list[str]], typer.Option("--strategy", "--method", "-s", help="strategy name(s), comma-separated for a batch; ALScope's --method spellings work")] = None,
-    uncertainty: Annotated[Optional[str], typer.Option(help="ALScope: with --method Uncertainty, Entropy|Margin|CONF|...")] = None,
-    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", "-d", help="dataset name(s), comma-separated for a batch")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="backbone; default: the dataset's")] = None,
-    scenario: Annotated[Optional[str], typer.Option(help="scenario (default standard)")] = None,
-    strategy_param: Annotated[Optional[list[str]], typer.Option(help="strategy parameter key=value (repeatable)")] = None,
-    dataset_param: Annotated[Optional[list[str]], typer.Option(help="dataset parameter key=value")] = None,
-    backbone_param: Annotated[Optional[list[str]], typer.Option(help="backbone parameter key=value")] = None,
-    scenario_param: Annotated[Optional[list[str]], typer.Option(help="scenario parameter key=value")] = None,
-    n_initial: Annotated[Optional[int], typer.Option("--n-initial", help="initial labeled set size")] = None,
-    initial: Annotated[Optional[str], typer.Option(help="random or stratified initial set")] = None,
-    n_query: Annotated[Optional[int], typer.Option("--n-query", help="samples labeled per cycle")] = None,
-    cycles: Annotated[Optional[int], typer.Option("--cycle", "--cycles", help="query rounds")] = None,
-    trials: Annotated[Optional[int], typer.Option("--trial", "--trials", help="repetitions")] = None,
-    seed: Annotated[Optional[str], typer.Option(help="seed; comma-separated seeds run in turn")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="epochs per cycle")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam or adamw")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="learning rate")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="none, multistep or cosine")] = None,
-    milestones: Annotated[Optional[str], typer.Option(help="multistep epochs, comma-separated")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N, mps")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="mixed precision (default: on for CUDA)")] = None,
-    n_drop: Annotated[Optional[int], typer.Option("--n-drop", help="MC dropout samples (strategies that take n_drop)")] = None,
-    n_class: Annotated[Optional[int], typer.Option("--n-class", help="expected number of classes (checked)")] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--strategy",
+            "--method",
+            "-s",
+            help="strategy name(s), comma-separated for a batch; ALScope's --method spellings work",
+        ),
+    ] = None,
+    uncertainty: Annotated[
+        str | None, typer.Option(help="ALScope: with --method Uncertainty, Entropy|Margin|CONF|...")
+    ] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", "-d", help="dataset name(s), comma-separated for a batch")
+    ] = None,
+    backbone: Annotated[str | None, typer.Option(help="backbone; default: the dataset's")] = None,
+    scenario: Annotated[str | None, typer.Option(help="scenario (default standard)")] = None,
+    strategy_param: Annotated[
+        list[str] | None, typer.Option(help="strategy parameter key=value (repeatable)")
+    ] = None,
+    dataset_param: Annotated[list[str] | None, typer.Option(help="dataset parameter key=value")] = None,
+    backbone_param: Annotated[list[str] | None, typer.Option(help="backbone parameter key=value")] = None,
+    scenario_param: Annotated[list[str] | None, typer.Option(help="scenario parameter key=value")] = None,
+    n_initial: Annotated[int | None, typer.Option("--n-initial", help="initial labeled set size")] = None,
+    initial: Annotated[str | None, typer.Option(help="random or stratified initial set")] = None,
+    n_query: Annotated[int | None, typer.Option("--n-query", help="samples labeled per cycle")] = None,
+    cycles: Annotated[int | None, typer.Option("--cycle", "--cycles", help="query rounds")] = None,
+    trials: Annotated[int | None, typer.Option("--trial", "--trials", help="repetitions")] = None,
+    seed: Annotated[str | None, typer.Option(help="seed; comma-separated seeds run in turn")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs per cycle")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adamw")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="learning rate")] = None,
+    weight_decay: Annotated[float | None, typer.Option("--weight-decay")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="none, multistep or cosine")] = None,
+    milestones: Annotated[str | None, typer.Option(help="multistep epochs, comma-separated")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N, mps")] = None,
+    amp: Annotated[
+        bool | None, typer.Option("--amp/--no-amp", help="mixed precision (default: on for CUDA)")
+    ] = None,
+    n_drop: Annotated[
+        int | None, typer.Option("--n-drop", help="MC dropout samples (strategies that take n_drop)")
+    ] = None,
+    n_class: Annotated[
+        int | None, typer.Option("--n-class", help="expected number of classes (checked)")
+    ] = None,
     openset: Annotated[bool, typer.Option("--openset", help="ALScope: open-set scenario")] = False,
-    ood_rate: Annotated[Optional[float], typer.Option("--ood-rate", help="ALScope: open-set OOD rate")] = None,
-    imb_factor: Annotated[Optional[float], typer.Option("--imb-factor", help="ALScope: class-imbalance factor")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="where datasets live (env ALSCOPE_DATA_DIR)")] = None,
-    download: Annotated[Optional[bool], typer.Option("--download/--no-download", help="allow downloads")] = None,
-    results_dir: Annotated[Optional[Path], typer.Option("--results-dir", help="run states and the default MLflow store (env ALSCOPE_RESULTS_DIR)")] = None,
-    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (env MLFLOW_TRACKING_URI)")] = None,
-    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment name")] = None,
+    ood_rate: Annotated[float | None, typer.Option("--ood-rate", help="ALScope: open-set OOD rate")] = None,
+    imb_factor: Annotated[
+        float | None, typer.Option("--imb-factor", help="ALScope: class-imbalance factor")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="where datasets live (env ALSCOPE_DATA_DIR)")
+    ] = None,
+    download: Annotated[bool | None, typer.Option("--download/--no-download", help="allow downloads")] = None,
+    results_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--results-dir", help="run states and the default MLflow store (env ALSCOPE_RESULTS_DIR)"
+        ),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (env MLFLOW_TRACKING_URI)")
+    ] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment name")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="write nothing to MLflow")] = False,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML or TOML config file (flags win)")] = None,
-    sweep: Annotated[Optional[Path], typer.Option(help="sweep file: base config + grid/runs, run in turn")] = None,
-    resume: Annotated[Optional[str], typer.Option(help="resume an interrupted run by its id")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML or TOML config file (flags win)")
+    ] = None,
+    sweep: Annotated[
+        Path | None, typer.Option(help="sweep file: base config + grid/runs, run in turn")
+    ] = None,
+    resume: Annotated[str | None, typer.Option(help="resume an interrupted run by its id")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, one line per run")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
 ) -> None:
@@ -380,13 +454,26 @@ def run(
             return
         file_data = read_config_file(config) if config is not None else {}
         overrides: dict[str, Any] = {}
-        flat = {
-            "n_initial": n_initial, "initial": initial, "n_query": n_query, "cycles": cycles,
-            "trials": trials, "n_class": n_class, "data_dir": data_dir, "download": download,
-            "results_dir": results_dir, "training.epochs": epochs, "training.batch_size": batch_size,
-            "training.optimizer": optimizer, "training.lr": lr, "training.weight_decay": weight_decay,
-            "training.scheduler": scheduler, "training.device": device, "training.amp": amp,
-            "tracking.uri": tracking_uri, "tracking.experiment": experiment,
+        flat: dict[str, Any] = {
+            "n_initial": n_initial,
+            "initial": initial,
+            "n_query": n_query,
+            "cycles": cycles,
+            "trials": trials,
+            "n_class": n_class,
+            "data_dir": data_dir,
+            "download": download,
+            "results_dir": results_dir,
+            "training.epochs": epochs,
+            "training.batch_size": batch_size,
+            "training.optimizer": optimizer,
+            "training.lr": lr,
+            "training.weight_decay": weight_decay,
+            "training.scheduler": scheduler,
+            "training.device": device,
+            "training.amp": amp,
+            "tracking.uri": tracking_uri,
+            "tracking.experiment": experiment,
         }
         if milestones is not None:
             flat["training.milestones"] = [int(m) for m in _split([milestones])]
@@ -396,7 +483,8 @@ def run(
             if value is not None:
                 _set(overrides, key, str(value) if isinstance(value, Path) else value)
         for kind, name, items in (
-            ("backbone", backbone, backbone_param), ("scenario", scenario, scenario_param),
+            ("backbone", backbone, backbone_param),
+            ("scenario", scenario, scenario_param),
         ):
             if name is not None:
                 _set(overrides, f"{kind}.name", name)
@@ -413,9 +501,9 @@ def run(
             if flag != "openset":
                 _set(overrides, f"scenario.params.{flag}", value)
 
-        strategies = _split(strategy) or [None]
-        strategies = [_alscope_method(s, uncertainty) for s in strategies]
-        datasets = _split(dataset) or [None]
+        names: list[str | None] = list(_split(strategy)) or [None]
+        strategies = [_alscope_method(s, uncertainty) for s in names]
+        datasets: list[str | None] = list(_split(dataset)) or [None]
         seeds: list[int | None] = [None]
         if seed is not None:
             try:
@@ -428,7 +516,18 @@ def run(
         for s, d, sd, extra in itertools.product(strategies, datasets, seeds, sweep_members):
             member = deep_merge(deep_merge(sweep_base, base), extra)
             if s is not None:
-                _set(member, "strategy", {"name": s, "params": dict(member.get("strategy", {}).get("params", {}) if isinstance(member.get("strategy"), dict) else {})})
+                _set(
+                    member,
+                    "strategy",
+                    {
+                        "name": s,
+                        "params": dict(
+                            member.get("strategy", {}).get("params", {})
+                            if isinstance(member.get("strategy"), dict)
+                            else {}
+                        ),
+                    },
+                )
             if strategy_param:
                 st = member.get("strategy", "entropy")
                 st = {"name": st} if isinstance(st, str) else dict(st)
@@ -482,22 +581,33 @@ def _run_members(configs: list[ExperimentConfig], quiet: bool, as_json: bool) ->
         if not as_json:
             _report_result(result, True, False)
     if as_json:
-        out.print_json(json.dumps({
-            "runs": [{"member": label, "run": r.run, "summary": r.summary} for label, r in done],
-            "failures": [{"member": label, "error": e} for label, e in failures],
-        }, default=str))
+        out.print_json(
+            json.dumps(
+                {
+                    "runs": [{"member": label, "run": r.run, "summary": r.summary} for label, r in done],
+                    "failures": [{"member": label, "error": e} for label, e in failures],
+                },
+                default=str,
+            )
+        )
     else:
         table = Table("member", "AUBC", "final accuracy", "run", title="batch", title_justify="left")
         for label, r in done:
-            table.add_row(label, f"{r.summary['aubc']:.4f} ± {r.summary['aubc_std']:.4f}",
-                          f"{r.summary['final_accuracy']:.4f}", r.run)
+            table.add_row(
+                label,
+                f"{r.summary['aubc']:.4f} ± {r.summary['aubc_std']:.4f}",
+                f"{r.summary['final_accuracy']:.4f}",
+                r.run,
+            )
         for label, e in failures:
             table.add_row(label, "[red]failed[/red]", "", e[:80])
         out.print(table)
         if done:
             cfg = configs[0]
-            out.print(f"compare: alscope report --experiment {cfg.tracking.experiment}"
-                      + (f" --tracking-uri {done[0][1].tracking_uri}" if done[0][1].tracking_uri else ""))
+            out.print(
+                f"compare: alscope report --experiment {cfg.tracking.experiment}"
+                + (f" --tracking-uri {done[0][1].tracking_uri}" if done[0][1].tracking_uri else "")
+            )
     if failures:
         raise typer.Exit(1)
 
@@ -505,12 +615,13 @@ def _run_members(configs: list[ExperimentConfig], quiet: bool, as_json: bool) ->
 def _alscope_method(name: str | None, uncertainty: str | None) -> str | None:
     if name is not None and normalize(name) == "uncertainty":
         if uncertainty is None:
-            raise ConfigError("--method Uncertainty needs --uncertainty (accepted: Entropy, Margin, CONF, ...)")
+            raise ConfigError(
+                "--method Uncertainty needs --uncertainty (accepted: Entropy, Margin, CONF, ...)"
+            )
         mapped = ALSCOPE_UNCERTAINTY.get(normalize(uncertainty))
         if mapped is None:
-            raise ConfigError(
-                f"--uncertainty {uncertainty!r} is unknown (accepted: {', '.join(sorted(ALSCOPE_UNCERTAINTY))})"
-            )
+            accepted = ", ".join(sorted(ALSCOPE_UNCERTAINTY))
+            raise ConfigError(f"--uncertainty {uncertainty!r} is unknown (accepted: {accepted})")
         return mapped
     if uncertainty is not None and name is None:
         return ALSCOPE_UNCERTAINTY.get(normalize(uncertainty), uncertainty)
@@ -536,17 +647,22 @@ def _apply_n_drop(cfg: ExperimentConfig, n_drop: int) -> None:
 
 # -- report -------------------------------------------------------------------------
 
+
 @app.command()
 def report(
     experiment: Annotated[str, typer.Option(help="MLflow experiment to compare")] = "alscope",
-    tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
-    results_dir: Annotated[Optional[Path], typer.Option("--results-dir")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
+    results_dir: Annotated[Path | None, typer.Option("--results-dir")] = None,
     metric: Annotated[str, typer.Option(help="accuracy, macro_f1 or balanced_accuracy")] = "accuracy",
-    csv: Annotated[Optional[Path], typer.Option(help="write the table as CSV")] = None,
-    markdown: Annotated[Optional[Path], typer.Option(help="write the table as Markdown")] = None,
-    png: Annotated[Optional[Path], typer.Option(help="write learning curves with std bands")] = None,
-    run_filter: Annotated[Optional[list[str]], typer.Option("--run", help="only these runs (id prefixes)")] = None,
-    include_unfinished: Annotated[bool, typer.Option("--include-unfinished", help="also killed/running trials")] = False,
+    csv: Annotated[Path | None, typer.Option(help="write the table as CSV")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="write the table as Markdown")] = None,
+    png: Annotated[Path | None, typer.Option(help="write learning curves with std bands")] = None,
+    run_filter: Annotated[
+        list[str] | None, typer.Option("--run", help="only these runs (id prefixes)")
+    ] = None,
+    include_unfinished: Annotated[
+        bool, typer.Option("--include-unfinished", help="also killed/running trials")
+    ] = False,
 ) -> None:
     """Compare strategies side by side from what MLflow holds."""
     from alscope.report import load_trials, summarize
@@ -555,7 +671,7 @@ def report(
     try:
         rdir = results_dir or Path(os.environ.get("ALSCOPE_RESULTS_DIR", "results"))
         uri = tracking_uri or default_tracking_uri(rdir)
-        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
             raise ConfigError(f"no MLflow store at {uri!r}; run an experiment first or pass --tracking-uri")
         rep = summarize(
             load_trials(uri, experiment, run_filter=run_filter, include_unfinished=include_unfinished),

@@ -57,8 +57,8 @@ class Component:
     """Base of strategies, dataset factories, backbones' builders and scenarios."""
 
     Params: ClassVar[type[BaseModel]] = NoParams
-    #: name used in messages; set by the registry's spec or the subclass
-    component_name: ClassVar[str] = ""
+    #: name used in messages: the class's default, replaced per instance by the registered name
+    component_name: str = ""
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **kwargs: Any):
         merged: Any = params

@@ -149,8 +149,7 @@ class Registry:
         for spec in self._specs[kind]:
             counts[normalize(spec.name)] = counts.get(normalize(spec.name), 0) + 1
         return sorted(
-            s.qualified_name if counts[normalize(s.name)] > 1 else s.name
-            for s in self._specs[kind]
+            s.qualified_name if counts[normalize(s.name)] > 1 else s.name for s in self._specs[kind]
         )
 
     def resolve(self, kind: ComponentKind, name: str) -> ComponentSpec:
@@ -165,9 +164,7 @@ class Registry:
         if sep:
             ns = normalize(namespace)
             candidates = [
-                s
-                for s in candidates
-                if normalize(s.namespace) == ns or normalize(s.distribution) == ns
+                s for s in candidates if normalize(s.namespace) == ns or normalize(s.distribution) == ns
             ]
             if not candidates:
                 known = sorted({s.namespace for s in self._specs[kind]})

@@ -44,13 +44,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
 
 DEFAULT_METRICS: tuple[str, ...] = (
-    "accuracy", "macro_f1", "balanced_accuracy", "selection_time", "train_time",
+    "accuracy",
+    "macro_f1",
+    "balanced_accuracy",
+    "selection_time",
+    "train_time",
 )
 """The per-cycle metrics :func:`load_trials` reads from each trial run."""
 
 ID_COLUMNS: tuple[str, ...] = (
-    "run", "parent_run_id", "trial_run_id", "trial",
-    "strategy", "dataset", "backbone", "scenario", "n_labeled",
+    "run",
+    "parent_run_id",
+    "trial_run_id",
+    "trial",
+    "strategy",
+    "dataset",
+    "backbone",
+    "scenario",
+    "n_labeled",
 )
 GROUP_COLUMNS: list[str] = ["dataset", "scenario", "backbone", "strategy"]
 
@@ -90,14 +101,12 @@ def load_trials(
         names = sorted(e.name for e in _all_experiments(client, tracking_uri))
         known = ", ".join(repr(n) for n in names) if names else "(none)"
         raise TrackingError(
-            f"no MLflow experiment {experiment!r} at {tracking_uri!r}; "
-            f"existing experiments: {known}"
+            f"no MLflow experiment {experiment!r} at {tracking_uri!r}; existing experiments: {known}"
         )
     exp_id = exp.experiment_id
 
     parents = {
-        r.info.run_id: r
-        for r in _search(client, tracking_uri, exp_id, f"tags.`{TAG_KIND}` = 'experiment'")
+        r.info.run_id: r for r in _search(client, tracking_uri, exp_id, f"tags.`{TAG_KIND}` = 'experiment'")
     }
     status_clause = "" if include_unfinished else " and attributes.status = 'FINISHED'"
     trial_filter = f"tags.`{TAG_KIND}` = 'trial'{status_clause}"
@@ -106,8 +115,9 @@ def load_trials(
         trial_runs = [
             r
             for pid in wanted
-            for r in _search(client, tracking_uri, exp_id,
-                             f"{trial_filter} and tags.`{_TAG_PARENT}` = '{pid}'")
+            for r in _search(
+                client, tracking_uri, exp_id, f"{trial_filter} and tags.`{_TAG_PARENT}` = '{pid}'"
+            )
         ]
     else:
         trial_runs = list(_search(client, tracking_uri, exp_id, trial_filter))
@@ -124,13 +134,16 @@ def load_trials(
             "parent_run_id": parent_id or "",
             "trial_run_id": trial_run.info.run_id,
             "trial": _int(tags.get(TAG_TRIAL)),
-            **{kind: source.get(f"alscope.{kind}", tags.get(f"alscope.{kind}", ""))
-               for kind in ("strategy", "dataset", "backbone", "scenario")},
+            **{
+                kind: source.get(f"alscope.{kind}", tags.get(f"alscope.{kind}", ""))
+                for kind in ("strategy", "dataset", "backbone", "scenario")
+            },
         }
         columns: dict[str, dict[int, float]] = {}
         for name in metrics:
-            history = _call(tracking_uri, "get_metric_history", client.get_metric_history,
-                            trial_run.info.run_id, name)
+            history = _call(
+                tracking_uri, "get_metric_history", client.get_metric_history, trial_run.info.run_id, name
+            )
             # On duplicates at one step the latest write wins.
             ordered = sorted(history, key=lambda m: (m.step, m.timestamp))
             columns[name] = {int(m.step): float(m.value) for m in ordered}
@@ -167,12 +180,11 @@ def _client(tracking_uri: str) -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///"):])
+        db = Path(tracking_uri[len("sqlite:///") :])
         if str(db) != ":memory:" and not db.is_file():
             # Opening it would create an empty store; a report must not.
             raise TrackingError(
-                f"no MLflow store at {tracking_uri!r}; "
-                "run an experiment first or pass --tracking-uri"
+                f"no MLflow store at {tracking_uri!r}; run an experiment first or pass --tracking-uri"
             )
     from mlflow import MlflowClient
 
@@ -193,8 +205,9 @@ def _call(uri: str, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
 def _all_experiments(client: Any, uri: str) -> Iterator[Any]:
     token = None
     while True:
-        page = _call(uri, "search_experiments", client.search_experiments,
-                     max_results=_PAGE, page_token=token)
+        page = _call(
+            uri, "search_experiments", client.search_experiments, max_results=_PAGE, page_token=token
+        )
         yield from page
         token = page.token
         if not token:
@@ -205,8 +218,15 @@ def _search(client: Any, uri: str, experiment_id: str, filter_string: str) -> It
     """Every active run matching ``filter_string``, page by page."""
     token = None
     while True:
-        page = _call(uri, "search_runs", client.search_runs, [experiment_id],
-                     filter_string=filter_string, max_results=_PAGE, page_token=token)
+        page = _call(
+            uri,
+            "search_runs",
+            client.search_runs,
+            [experiment_id],
+            filter_string=filter_string,
+            max_results=_PAGE,
+            page_token=token,
+        )
         yield from page
         token = page.token
         if not token:
@@ -217,7 +237,8 @@ def _match_parents(parents: dict[str, Any], run_filter: list[str], experiment: s
     wanted: list[str] = []
     for prefix in run_filter:
         hits = [
-            pid for pid, r in parents.items()
+            pid
+            for pid, r in parents.items()
             if pid.startswith(prefix) or r.data.tags.get(TAG_RUN, "").startswith(prefix)
         ]
         if not hits:
@@ -269,8 +290,9 @@ class Report:
         rows = self.aubc[(self.aubc["dataset"] == dataset) & (self.aubc["scenario"] == scenario)]
         wide = self.table.loc[(dataset, scenario)]
         counts = sorted(
-            self.curves.loc[(self.curves["dataset"] == dataset)
-                            & (self.curves["scenario"] == scenario), "n_labeled"].unique()
+            self.curves.loc[
+                (self.curves["dataset"] == dataset) & (self.curves["scenario"] == scenario), "n_labeled"
+            ].unique()
         )
         return rows, wide[counts].reindex(list(rows["label"]))
 
@@ -297,21 +319,41 @@ class Report:
         for dataset, scenario in self.blocks():
             rows, wide = self._block(dataset, scenario)
             parts.append(f"## {_md(dataset)} / {_md(scenario)}\n")
-            parts.append(_md_table(
-                ["rank", "strategy", f"AUBC ({_md(self.metric)})", "selection time / cycle",
-                 "train time / cycle", "trials"],
-                [[str(r.rank), _md(r.label), _pm(r.aubc_mean, r.aubc_std),
-                  _seconds(r.mean_selection_time), _seconds(r.mean_train_time), str(r.n_trials)]
-                 for r in rows.itertuples(index=False)],
-                align=["r", "l", "r", "r", "r", "r"],
-            ))
+            parts.append(
+                _md_table(
+                    [
+                        "rank",
+                        "strategy",
+                        f"AUBC ({_md(self.metric)})",
+                        "selection time / cycle",
+                        "train time / cycle",
+                        "trials",
+                    ],
+                    [
+                        [
+                            str(r.rank),
+                            _md(r.label),
+                            _pm(r.aubc_mean, r.aubc_std),
+                            _seconds(r.mean_selection_time),
+                            _seconds(r.mean_train_time),
+                            str(r.n_trials),
+                        ]
+                        for r in rows.itertuples(index=False)
+                    ],
+                    align=["r", "l", "r", "r", "r", "r"],
+                )
+            )
             parts.append(f"{_md(self.metric)} at each labeled count (mean ± std over trials):\n")
-            parts.append(_md_table(
-                ["strategy", *(str(c) for c in wide.columns)],
-                [[_md(str(label)), *(str(v) for v in values)]
-                 for label, values in zip(wide.index, wide.to_numpy().tolist(), strict=True)],
-                align=["l", *("r" for _ in wide.columns)],
-            ))
+            parts.append(
+                _md_table(
+                    ["strategy", *(str(c) for c in wide.columns)],
+                    [
+                        [_md(str(label)), *(str(v) for v in values)]
+                        for label, values in zip(wide.index, wide.to_numpy().tolist(), strict=True)
+                    ],
+                    align=["l", *("r" for _ in wide.columns)],
+                )
+            )
         return "\n".join(parts)
 
     def plot(self, path: Path | str) -> list[Path]:
@@ -328,18 +370,21 @@ class Report:
             several_scenarios = block["scenario"].nunique() > 1
             curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
             for r in block.itertuples(index=False):
-                c = self.curves[(self.curves["dataset"] == dataset)
-                                & (self.curves["scenario"] == r.scenario)
-                                & (self.curves["label"] == r.label)].dropna(subset=["mean"])
+                c = self.curves[
+                    (self.curves["dataset"] == dataset)
+                    & (self.curves["scenario"] == r.scenario)
+                    & (self.curves["label"] == r.label)
+                ].dropna(subset=["mean"])
                 if c.empty:
                     continue
                 name = f"{r.label} ({r.scenario})" if several_scenarios else str(r.label)
-                curves[name] = (c["n_labeled"].to_numpy(), c["mean"].to_numpy(),
-                                c["std"].fillna(0.0).to_numpy())
-            target = (path if len(datasets) == 1
-                      else path.with_name(f"{path.stem}_{_safe(dataset)}{suffix}"))
-            plot_learning_curves(curves, target, title=f"{dataset}: {self.metric}",
-                                 ylabel=self.metric)
+                curves[name] = (
+                    c["n_labeled"].to_numpy(),
+                    c["mean"].to_numpy(),
+                    c["std"].fillna(0.0).to_numpy(),
+                )
+            target = path if len(datasets) == 1 else path.with_name(f"{path.stem}_{_safe(dataset)}{suffix}")
+            plot_learning_curves(curves, target, title=f"{dataset}: {self.metric}", ylabel=self.metric)
             written.append(target)
         return written
 
@@ -358,9 +403,14 @@ class Report:
             ranking.add_column("train / cycle", justify="right")
             ranking.add_column("trials", justify="right")
             for r in rows.itertuples(index=False):
-                ranking.add_row(str(r.rank), str(r.label), _pm(r.aubc_mean, r.aubc_std),
-                                _seconds(r.mean_selection_time), _seconds(r.mean_train_time),
-                                str(r.n_trials))
+                ranking.add_row(
+                    str(r.rank),
+                    str(r.label),
+                    _pm(r.aubc_mean, r.aubc_std),
+                    _seconds(r.mean_selection_time),
+                    _seconds(r.mean_train_time),
+                    str(r.n_trials),
+                )
             tables.append(ranking)
             curve = Table(title=f"{dataset} / {scenario}: {self.metric} by labeled count")
             curve.add_column("strategy", style="bold")
@@ -380,13 +430,10 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
         raise TrackingError("no trials to summarize")
     if metric not in df.columns:
         available = [c for c in df.columns if c not in ID_COLUMNS]
-        raise ConfigError(
-            f"metric {metric!r} is not in the trials; available: {', '.join(available)}"
-        )
+        raise ConfigError(f"metric {metric!r} is not in the trials; available: {', '.join(available)}")
     df = df.copy()
     backbones = df.groupby(["dataset", "scenario"])["backbone"].transform("nunique")
-    df["label"] = np.where(backbones > 1, df["strategy"] + " [" + df["backbone"] + "]",
-                           df["strategy"])
+    df["label"] = np.where(backbones > 1, df["strategy"] + " [" + df["backbone"] + "]", df["strategy"])
     keys = [*GROUP_COLUMNS, "label"]
 
     valid = df.dropna(subset=[metric])
@@ -403,35 +450,44 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
         first = g.iloc[0]
         g = g.dropna(subset=[metric]).sort_values("n_labeled")
         value = aubc(g["n_labeled"].to_numpy(), g[metric].to_numpy()) if len(g) else math.nan
-        trial_rows.append({**dict(zip(keys, key, strict=True)), "run": first["run"],
-                           "trial_run_id": trial_run_id, "trial": int(first["trial"]),
-                           "aubc": value})
+        trial_rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "run": first["run"],
+                "trial_run_id": trial_run_id,
+                "trial": int(first["trial"]),
+                "aubc": value,
+            }
+        )
     trial_aubc = pd.DataFrame(trial_rows)
 
-    per_group = {
-        tuple(key): g["aubc"].dropna().to_numpy() for key, g in trial_aubc.groupby(keys, sort=True)
-    }
+    per_group = {tuple(key): g["aubc"].dropna().to_numpy() for key, g in trial_aubc.groupby(keys, sort=True)}
     summary_rows = []
     for key, g in df.groupby(keys, sort=True):
         values = per_group.get(tuple(key), np.empty(0))
-        summary_rows.append({
-            **dict(zip(keys, key, strict=True)),
-            "aubc_mean": float(np.mean(values)) if len(values) else math.nan,
-            "aubc_std": float(np.std(values)) if len(values) else math.nan,
-            "mean_selection_time": _mean(g, "selection_time"),
-            "mean_train_time": _mean(g, "train_time"),
-            "n_trials": int(g["trial_run_id"].nunique()),
-        })
+        summary_rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "aubc_mean": float(np.mean(values)) if len(values) else math.nan,
+                "aubc_std": float(np.std(values)) if len(values) else math.nan,
+                "mean_selection_time": _mean(g, "selection_time"),
+                "mean_train_time": _mean(g, "train_time"),
+                "n_trials": int(g["trial_run_id"].nunique()),
+            }
+        )
     table = pd.DataFrame(summary_rows)
-    table = table.sort_values(["dataset", "scenario", "aubc_mean", "label"],
-                              ascending=[True, True, False, True], na_position="last",
-                              ignore_index=True)
+    table = table.sort_values(
+        ["dataset", "scenario", "aubc_mean", "label"],
+        ascending=[True, True, False, True],
+        na_position="last",
+        ignore_index=True,
+    )
     table.insert(5, "rank", table.groupby(["dataset", "scenario"]).cumcount() + 1)
 
-    cells = curves.assign(cell=[_pm(m, s) for m, s in zip(curves["mean"], curves["std"],
-                                                          strict=True)])
-    wide = cells.pivot_table(index=["dataset", "scenario", "label"], columns="n_labeled",
-                             values="cell", aggfunc="first")
+    cells = curves.assign(cell=[_pm(m, s) for m, s in zip(curves["mean"], curves["std"], strict=True)])
+    wide = cells.pivot_table(
+        index=["dataset", "scenario", "label"], columns="n_labeled", values="cell", aggfunc="first"
+    )
     order = pd.MultiIndex.from_frame(table[["dataset", "scenario", "label"]])
     wide = wide.reindex(order).fillna("")
     wide.columns = [int(c) for c in wide.columns]
@@ -451,8 +507,7 @@ def build_report(
 ) -> Report:
     """:func:`load_trials` then :func:`summarize`."""
     return summarize(
-        load_trials(tracking_uri, experiment, run_filter=run_filter,
-                    include_unfinished=include_unfinished),
+        load_trials(tracking_uri, experiment, run_filter=run_filter, include_unfinished=include_unfinished),
         metric=metric,
     )
 
@@ -491,13 +546,18 @@ def _md_table(header: list[str], rows: list[list[str]], align: list[str]) -> str
     widths = [max([len(h), 3, *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
 
     def line(cells: list[str]) -> str:
-        padded = [c.rjust(w) if a == "r" else c.ljust(w)
-                  for c, w, a in zip(cells, widths, align, strict=True)]
+        padded = [
+            c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(cells, widths, align, strict=True)
+        ]
         return "| " + " | ".join(padded) + " |"
 
-    rule = "| " + " | ".join(
-        ("-" * (w - 1) + ":") if a == "r" else ("-" * w) for w, a in zip(widths, align, strict=True)
-    ) + " |"
+    rule = (
+        "| "
+        + " | ".join(
+            ("-" * (w - 1) + ":") if a == "r" else ("-" * w) for w, a in zip(widths, align, strict=True)
+        )
+        + " |"
+    )
     return "\n".join([line(header), rule, *(line(r) for r in rows)]) + "\n"
 
 

@@ -64,21 +64,21 @@ class ComponentSpec:
         return obj
 
 
-def StrategySpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:  # noqa: N802
+def StrategySpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:
     """Spec of a query strategy (see :class:`alscope.strategies.base.Strategy`)."""
     return ComponentSpec(name=name, target=target, summary=summary, **kw)
 
 
-def DatasetSpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:  # noqa: N802
+def DatasetSpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:
     """Spec of a dataset (see :class:`alscope.data.base.DatasetFactory`)."""
     return ComponentSpec(name=name, target=target, summary=summary, **kw)
 
 
-def BackboneSpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:  # noqa: N802
+def BackboneSpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:
     """Spec of a backbone (see :class:`alscope.models.base.Backbone`)."""
     return ComponentSpec(name=name, target=target, summary=summary, **kw)
 
 
-def ScenarioSpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:  # noqa: N802
+def ScenarioSpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:
     """Spec of a scenario (see :class:`alscope.scenarios.base.Scenario`)."""
     return ComponentSpec(name=name, target=target, summary=summary, **kw)

@@ -45,12 +45,14 @@ class Tracker:
     enabled = False
     uri = ""
 
-    def start_experiment(self, run_name: str, tags: dict[str, str], params: dict[str, str],
-                         existing: str | None = None) -> str | None:
+    def start_experiment(
+        self, run_name: str, tags: dict[str, str], params: dict[str, str], existing: str | None = None
+    ) -> str | None:
         return None
 
-    def start_trial(self, parent: str | None, trial: int, tags: dict[str, str],
-                    existing: str | None = None) -> str | None:
+    def start_trial(
+        self, parent: str | None, trial: int, tags: dict[str, str], existing: str | None = None
+    ) -> str | None:
         return None
 
     def logged_steps(self, run_id: str | None) -> set[int]:
@@ -86,7 +88,7 @@ class MLflowTracker(Tracker):
 
         self.uri = uri
         if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.client = MlflowClient(tracking_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
@@ -109,30 +111,38 @@ class MLflowTracker(Tracker):
         except Exception as exc:
             raise TrackingError(f"MLflow {what} failed at {self.uri!r}: {_short(exc)}") from None
 
-    def start_experiment(self, run_name: str, tags: dict[str, str], params: dict[str, str],
-                         existing: str | None = None) -> str:
+    def start_experiment(
+        self, run_name: str, tags: dict[str, str], params: dict[str, str], existing: str | None = None
+    ) -> str:
         if existing:
             self._call("update_run", self.client.update_run, existing, status="RUNNING")
             return existing
-        run = self._call("create_run", self.client.create_run, self.experiment_id,
-                         run_name=run_name, tags={TAG_KIND: "experiment", **tags})
+        run = self._call(
+            "create_run",
+            self.client.create_run,
+            self.experiment_id,
+            run_name=run_name,
+            tags={TAG_KIND: "experiment", **tags},
+        )
         from mlflow.entities import Param
 
         items = [Param(k, v[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
-            self._call("log_batch", self.client.log_batch, run.info.run_id, params=items[start:start + 100])
+            self._call("log_batch", self.client.log_batch, run.info.run_id, params=items[start : start + 100])
         return str(run.info.run_id)
 
-    def start_trial(self, parent: str | None, trial: int, tags: dict[str, str],
-                    existing: str | None = None) -> str:
+    def start_trial(
+        self, parent: str | None, trial: int, tags: dict[str, str], existing: str | None = None
+    ) -> str:
         if existing:
             self._call("update_run", self.client.update_run, existing, status="RUNNING")
             return existing
         all_tags = {TAG_KIND: "trial", TAG_TRIAL: str(trial), **tags}
         if parent:
             all_tags["mlflow.parentRunId"] = parent
-        run = self._call("create_run", self.client.create_run, self.experiment_id,
-                         run_name=f"trial-{trial}", tags=all_tags)
+        run = self._call(
+            "create_run", self.client.create_run, self.experiment_id, run_name=f"trial-{trial}", tags=all_tags
+        )
         return str(run.info.run_id)
 
     def logged_steps(self, run_id: str | None) -> set[int]:

@@ -15,27 +15,31 @@ _S = "alscope.strategies"
 def alscope_register_strategies() -> list[ComponentSpec]:
     return [
         StrategySpec(
-            "random", f"{_S}.random:RandomSampling",
+            "random",
+            f"{_S}.random:RandomSampling",
             "uniform random sampling (the baseline; also a cold-start strategy)",
             aliases=("RandomSampling", "Rand"),
             paper="baseline",
         ),
         StrategySpec(
-            "least_confidence", f"{_S}.uncertainty:LeastConfidence",
+            "least_confidence",
+            f"{_S}.uncertainty:LeastConfidence",
             "lowest top-class probability",
             aliases=("LeastConfidence", "CONF", "Confidence", "LC", "UncertaintyCONF"),
             paper="Lewis & Gale, SIGIR 1994: A sequential algorithm for training text classifiers",
             needs=("probs",),
         ),
         StrategySpec(
-            "margin", f"{_S}.uncertainty:MarginSampling",
+            "margin",
+            f"{_S}.uncertainty:MarginSampling",
             "smallest gap between the two likeliest classes",
             aliases=("Margin", "MarginSampling", "UncertaintyMargin", "SM"),
             paper="Scheffer et al., IDA 2001: Active hidden Markov models for information extraction",
             needs=("probs",),
         ),
         StrategySpec(
-            "entropy", f"{_S}.uncertainty:EntropySampling",
+            "entropy",
+            f"{_S}.uncertainty:EntropySampling",
             "highest predictive entropy",
             aliases=("Entropy", "EntropySampling", "UncertaintyEntropy", "ENT"),
             paper="Settles, 2009: Active Learning Literature Survey (Shannon entropy sampling)",
@@ -49,31 +53,51 @@ def alscope_register_datasets() -> list[ComponentSpec]:
     t = "alscope.data.tabular"
     kw = {"domains": ("tabular",)}
     return [
-        DatasetSpec("digits", f"{t}:Digits",
-                    "8x8 handwritten digits from scikit-learn (1,797 x 64, 10 classes); the default",
-                    aliases=("DIGITS", "sklearn_digits"), **kw),
+        DatasetSpec(
+            "digits",
+            f"{t}:Digits",
+            "8x8 handwritten digits from scikit-learn (1,797 x 64, 10 classes); the default",
+            aliases=("DIGITS", "sklearn_digits"),
+            **kw,
+        ),
         DatasetSpec("iris", f"{t}:Iris", "Fisher's iris from scikit-learn (150 x 4, 3 classes)", **kw),
         DatasetSpec("wine", f"{t}:Wine", "wine recognition from scikit-learn (178 x 13, 3 classes)", **kw),
-        DatasetSpec("breast_cancer", f"{t}:BreastCancer",
-                    "Wisconsin breast cancer from scikit-learn (569 x 30, binary)", **kw),
-        DatasetSpec("features", f"{t}:FeatureFile",
-                    "your own feature file: CSV, NPZ or Parquet with a label column (param path=...)",
-                    aliases=("csv", "npz", "parquet", "tabular"), **kw),
+        DatasetSpec(
+            "breast_cancer",
+            f"{t}:BreastCancer",
+            "Wisconsin breast cancer from scikit-learn (569 x 30, binary)",
+            **kw,
+        ),
+        DatasetSpec(
+            "features",
+            f"{t}:FeatureFile",
+            "your own feature file: CSV, NPZ or Parquet with a label column (param path=...)",
+            aliases=("csv", "npz", "parquet", "tabular"),
+            **kw,
+        ),
     ]
 
 
 @hookimpl
 def alscope_register_backbones() -> list[ComponentSpec]:
     return [
-        BackboneSpec("mlp", "alscope.models.mlp:MLP",
-                     "multilayer perceptron with dropout, for feature vectors",
-                     aliases=("MLP", "MLPNet"), domains=("tabular", "image")),
+        BackboneSpec(
+            "mlp",
+            "alscope.models.mlp:MLP",
+            "multilayer perceptron with dropout, for feature vectors",
+            aliases=("MLP", "MLPNet"),
+            domains=("tabular", "image"),
+        ),
     ]
 
 
 @hookimpl
 def alscope_register_scenarios() -> list[ComponentSpec]:
     return [
-        ScenarioSpec("standard", "alscope.scenarios.standard:StandardScenario",
-                     "closed, as-given pool with a truthful oracle", aliases=("default", "closed")),
+        ScenarioSpec(
+            "standard",
+            "alscope.scenarios.standard:StandardScenario",
+            "closed, as-given pool with a truthful oracle",
+            aliases=("default", "closed"),
+        ),
     ]

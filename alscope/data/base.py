@@ -55,7 +55,10 @@ def move_to(inputs: Any, device: torch.device) -> Any:
 
 
 def _batched_indices(
-    indices: np.ndarray, batch_size: int, shuffle: bool, generator: torch.Generator | None,
+    indices: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None,
     drop_last: bool,
 ) -> Iterator[np.ndarray]:
     order = np.asarray(indices, dtype=np.int64)
@@ -184,9 +187,7 @@ class MapDatasetSource(DataSource):
     ) -> None:
         self.make_dataset = make_dataset
         self._all_labels = np.asarray(labels, dtype=np.int64)
-        self.index_map = (
-            np.arange(len(self._all_labels), dtype=np.int64) if index_map is None else index_map
-        )
+        self.index_map = np.arange(len(self._all_labels), dtype=np.int64) if index_map is None else index_map
         self.labels = self._all_labels[self.index_map]
         self.collate_fn = collate_fn
         self.num_workers = num_workers

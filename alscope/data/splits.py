@@ -8,9 +8,7 @@ from sklearn.model_selection import train_test_split
 from alscope.errors import DataError
 
 
-def stratified_holdout(
-    labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (pool, test) with ``fraction`` of each class in test.
 
     Classes with a single sample stay in the pool (stratification needs two).
@@ -59,9 +57,7 @@ def cap_pool(
             sub_labels = labels[keep]
             _, counts = np.unique(sub_labels, return_counts=True)
             if counts.min() >= 2 and max_size >= len(counts):
-                keep, _ = train_test_split(
-                    keep, train_size=max_size, random_state=seed, stratify=sub_labels
-                )
+                keep, _ = train_test_split(keep, train_size=max_size, random_state=seed, stratify=sub_labels)
             else:
                 keep = rng.permutation(keep)[:max_size]
             keep = np.sort(keep)

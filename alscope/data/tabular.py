@@ -83,9 +83,7 @@ class SklearnDataset(DatasetFactory):
 
         bunch: Any = getattr(sklearn.datasets, self.loader_name)()
         names = getattr(bunch, "target_names", None)
-        classes = [str(c) for c in names] if names is not None else [
-            str(c) for c in np.unique(bunch.target)
-        ]
+        classes = [str(c) for c in names] if names is not None else [str(c) for c in np.unique(bunch.target)]
         return tabular_dataset(self.component_name, bunch.data, bunch.target, classes, self.params, ctx.seed)
 
 
@@ -151,7 +149,9 @@ def _read_npz(path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"{path}: no array {label_column!r} (arrays: {', '.join(keys)})")
         feature_keys = [k for k in ("X", "x", "features", "data") if k in data]
         if not feature_keys:
-            raise DataError(f"{path}: no feature array named X, x, features or data (arrays: {', '.join(keys)})")
+            raise DataError(
+                f"{path}: no feature array named X, x, features or data (arrays: {', '.join(keys)})"
+            )
         return np.asarray(data[feature_keys[0]]), np.asarray(data[label_column])
 
 
@@ -206,13 +206,18 @@ class FeatureFile(DatasetFactory):
         all_labels = y_raw if test is None else np.concatenate([y_raw, test[1]])
         classes = np.unique(all_labels.astype(str) if all_labels.dtype.kind in "OUS" else all_labels)
         lookup = {c: i for i, c in enumerate(classes.tolist())}
+
         def encode(values: np.ndarray) -> np.ndarray:
             vals = values.astype(str) if values.dtype.kind in "OUS" else values
             return np.array([lookup[v] for v in vals.tolist()], dtype=np.int64)
+
         if len(classes) < 2:
             raise DataError(f"{p.path}: the label column holds {len(classes)} class; at least 2 are needed")
         test_arrays = None if test is None else (test[0], encode(test[1]))
         if test_arrays is not None and test_arrays[0].shape[1] != x.shape[1]:
-            raise DataError(f"{p.test_path} has {test_arrays[0].shape[1]} features, {p.path} has {x.shape[1]}")
-        return tabular_dataset(p.path.stem, x, encode(y_raw), [str(c) for c in classes.tolist()],
-                               p, ctx.seed, test_arrays)
+            raise DataError(
+                f"{p.test_path} has {test_arrays[0].shape[1]} features, {p.path} has {x.shape[1]}"
+            )
+        return tabular_dataset(
+            p.path.stem, x, encode(y_raw), [str(c) for c in classes.tolist()], p, ctx.seed, test_arrays
+        )

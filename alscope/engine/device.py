@@ -17,7 +17,11 @@ def resolve_device(requested: str = "auto") -> torch.device:
         return torch.device("cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={requested!r} is invalid: CUDA is not available here (accepted: auto, cpu)")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(
+            f"device={requested!r} is invalid: CUDA is not available here (accepted: auto, cpu)"
+        )
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
         raise ConfigError(f"device={requested!r} is invalid: MPS is not available here (accepted: auto, cpu)")
     return device

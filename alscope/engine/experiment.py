@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -26,8 +27,10 @@ from alscope.engine.state import CycleRecord, RunState, TrialState
 from alscope.engine.trainer import Trainer, amp_enabled
 from alscope.errors import AlscopeError, BudgetError, ConfigError, DataError, ResumeError
 from alscope.models.base import Backbone
+from alscope.progress import Progress
 from alscope.registry import Registry, get_registry
 from alscope.scenarios.base import PreparedScenario, Scenario
+from alscope.specs import ComponentSpec
 from alscope.strategies.base import Strategy, validate_selection
 from alscope.tracking import Tracker, dumps, make_tracker, tags_for
 
@@ -38,17 +41,6 @@ def derive_seed(seed: int, trial: int, cycle: int, purpose: str) -> int:
     """A 31-bit seed for one use in one cycle of one trial, independent of the others."""
     seq = np.random.SeedSequence(entropy=seed, spawn_key=(trial, cycle, _PURPOSES[purpose]))
     return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
-
-
-class Progress:
-    """Callbacks the engine reports progress to; the CLI draws bars from them."""
-
-    def experiment_start(self, run: str, trials: int, cycles: int, epochs: int) -> None: ...
-    def trial_start(self, trial: int) -> None: ...
-    def cycle_start(self, trial: int, cycle: int, n_labeled: int) -> None: ...
-    def epoch_end(self, epoch: int, loss: float) -> None: ...
-    def cycle_end(self, trial: int, record: CycleRecord) -> None: ...
-    def trial_end(self, trial: int, trial_aubc: float) -> None: ...
 
 
 @dataclass
@@ -66,7 +58,9 @@ class ExperimentResult:
         return learning_curve(self.trials, metric)
 
 
-def learning_curve(trials: list[TrialState], metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def learning_curve(
+    trials: list[TrialState], metric: str = "accuracy"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     by_step: dict[int, list[float]] = {}
     for t in trials:
         for c in t.cycles:
@@ -94,7 +88,7 @@ class Components:
         self.make_strategy()
         self.dataset_factory = self.dataset_cls(config.dataset.params)
         self.scenario = self.scenario_cls(config.scenario.params)
-        self.backbone_spec = None
+        self.backbone_spec: ComponentSpec | None = None
         self.backbone_cls: type[Backbone] | None = None
         if config.backbone is not None:
             self._resolve_backbone(config.backbone.name)
@@ -122,9 +116,7 @@ class Components:
                 f"(it supports {', '.join(self.backbone_spec.domains)})"
             )
         if dataset.domain not in self.strategy_spec.domains:
-            raise ConfigError(
-                f"strategy {self.strategy_spec.name!r} does not support {dataset.domain} data"
-            )
+            raise ConfigError(f"strategy {self.strategy_spec.name!r} does not support {dataset.domain} data")
 
     def build_backbone(self, dataset: ALDataset) -> Backbone:
         assert self.backbone_cls is not None
@@ -230,7 +222,9 @@ class Experiment:
         if cfg.n_initial == len(candidates):
             return np.sort(candidates)
         chosen, _ = train_test_split(
-            candidates, train_size=cfg.n_initial, stratify=labels,
+            candidates,
+            train_size=cfg.n_initial,
+            stratify=labels,
             random_state=derive_seed(cfg.seed, trial, 0, "initial"),
         )
         return np.sort(chosen)
@@ -240,8 +234,10 @@ class Experiment:
     def run(self, tracker: Tracker | None = None) -> ExperimentResult:
         cfg = self.config
         tracker = tracker or make_tracker(
-            cfg.tracking.enabled, self.state.tracking_uri or cfg.tracking.uri,
-            cfg.tracking.experiment, cfg.results_dir,
+            cfg.tracking.enabled,
+            self.state.tracking_uri or cfg.tracking.uri,
+            cfg.tracking.experiment,
+            cfg.results_dir,
         )
         self._started = time.perf_counter()
         prepared = self._load_dataset()
@@ -284,31 +280,46 @@ class Experiment:
         self.state.summary = summary
         self.state.status = "FINISHED"
         self.state.save(self.run_dir)
-        tracker.log_metrics(self.state.parent_run_id, {
-            k: v for k, v in summary.items() if isinstance(v, float) and np.isfinite(v)
-        })
+        tracker.log_metrics(
+            self.state.parent_run_id,
+            {k: v for k, v in summary.items() if isinstance(v, float) and np.isfinite(v)},
+        )
         tracker.log_text(self.state.parent_run_id, dumps(summary), "summary.json")
         png = self.run_dir / "learning_curve.png"
         steps, mean, std = learning_curve(self.state.trials)
         if len(steps):
             from alscope.plotting import plot_learning_curves
 
-            plot_learning_curves({cfg.strategy.name: (steps, mean, std)}, png,
-                                 title=f"{cfg.dataset.name}: accuracy")
+            plot_learning_curves(
+                {cfg.strategy.name: (steps, mean, std)}, png, title=f"{cfg.dataset.name}: accuracy"
+            )
             tracker.log_file(self.state.parent_run_id, png)
         tracker.finish(self.state.parent_run_id)
         return ExperimentResult(
-            self.state.run, self.run_dir, cfg, self.state.trials, self.state.parent_run_id,
-            tracker.uri, summary,
+            self.state.run,
+            self.run_dir,
+            cfg,
+            self.state.trials,
+            self.state.parent_run_id,
+            tracker.uri,
+            summary,
         )
 
     def _summarize(self, dataset: ALDataset) -> dict[str, Any]:
         aubcs = [_trial_aubc(t) for t in self.state.trials]
         finals = [t.cycles[-1].metrics.get("accuracy", np.nan) for t in self.state.trials if t.cycles]
-        sel = [c.metrics.get("selection_time", np.nan) for t in self.state.trials for c in t.cycles
-               if "selection_time" in c.metrics]
-        train = [c.metrics.get("train_time", np.nan) for t in self.state.trials for c in t.cycles
-                 if "train_time" in c.metrics]
+        sel = [
+            c.metrics.get("selection_time", np.nan)
+            for t in self.state.trials
+            for c in t.cycles
+            if "selection_time" in c.metrics
+        ]
+        train = [
+            c.metrics.get("train_time", np.nan)
+            for t in self.state.trials
+            for c in t.cycles
+            if "train_time" in c.metrics
+        ]
         return {
             "dataset": dataset.name,
             "backbone": self.components.backbone_spec.name if self.components.backbone_spec else "",
@@ -324,17 +335,21 @@ class Experiment:
             "mean_train_time": float(np.mean(train)) if train else 0.0,
         }
 
-    def _run_trial(self, trial: int, prepared: PreparedScenario, tracker: Tracker,
-                   tags: dict[str, str]) -> None:
+    def _run_trial(
+        self, trial: int, prepared: PreparedScenario, tracker: Tracker, tags: dict[str, str]
+    ) -> None:
         cfg = self.config
         dataset = prepared.dataset
         if trial < len(self.state.trials):
             ts = self.state.trials[trial]
         else:
             initial = self._initial_set(prepared, trial)
-            ts = TrialState(trial=trial, seed=derive_seed(cfg.seed, trial, 0, "initial"),
-                            labeled=initial.tolist(),
-                            labels=prepared.oracle.label(initial).tolist())
+            ts = TrialState(
+                trial=trial,
+                seed=derive_seed(cfg.seed, trial, 0, "initial"),
+                labeled=initial.tolist(),
+                labels=prepared.oracle.label(initial).tolist(),
+            )
             self.state.trials.append(ts)
         ts.run_id = tracker.start_trial(self.state.parent_run_id, trial, tags, existing=ts.run_id)
         self.state.save(self.run_dir)
@@ -363,8 +378,13 @@ class Experiment:
                 # the pool pass, so predicted quantities come from the trained modules.
                 modules = hooks.modules() if hooks is not None else {}
                 fit = self.trainer.fit(
-                    model, dataset.pool, labeled, targets,
-                    seed=derive_seed(cfg.seed, trial, cycle, "train"), hooks=hooks, modules=modules,
+                    model,
+                    dataset.pool,
+                    labeled,
+                    targets,
+                    seed=derive_seed(cfg.seed, trial, cycle, "train"),
+                    hooks=hooks,
+                    modules=modules,
                     on_epoch=self.progress.epoch_end,
                 )
                 metrics["train_time"] = fit.train_time
@@ -397,9 +417,19 @@ class Experiment:
         self.state.save(self.run_dir)
         self.progress.trial_end(trial, trial_aubc)
 
-    def _select(self, strategy: Strategy, model: Backbone | None, dataset: ALDataset,
-                prepared: PreparedScenario, labeled: np.ndarray, ts: TrialState, trial: int,
-                cycle: int, hooks: Any, modules: dict[str, Any]) -> tuple[np.ndarray, float]:
+    def _select(
+        self,
+        strategy: Strategy,
+        model: Backbone | None,
+        dataset: ALDataset,
+        prepared: PreparedScenario,
+        labeled: np.ndarray,
+        ts: TrialState,
+        trial: int,
+        cycle: int,
+        hooks: Any,
+        modules: dict[str, Any],
+    ) -> tuple[np.ndarray, float]:
         cfg = self.config
         name = self.components.strategy_spec.name
         is_unlabeled = np.ones(len(dataset.pool), dtype=bool)
@@ -412,10 +442,19 @@ class Experiment:
         rng = np.random.default_rng(select_seed)
         start = time.perf_counter()
         view = compute_pool_view(
-            model, dataset.pool, unlabeled, labeled, np.asarray(ts.labels, dtype=np.int64),
-            strategy.requirements(), n_classes=dataset.n_classes, device=self.device,
-            batch_size=cfg.training.eval_batch_size, hooks=hooks, modules=modules,
-            amp=amp_enabled(cfg.training, self.device), strategy=name,
+            model,
+            dataset.pool,
+            unlabeled,
+            labeled,
+            np.asarray(ts.labels, dtype=np.int64),
+            strategy.requirements(),
+            n_classes=dataset.n_classes,
+            device=self.device,
+            batch_size=cfg.training.eval_batch_size,
+            hooks=hooks,
+            modules=modules,
+            amp=amp_enabled(cfg.training, self.device),
+            strategy=name,
         )
         chosen = strategy.select(view, cfg.n_query, rng)
         selected = validate_selection(chosen, unlabeled, cfg.n_query, name)
@@ -424,16 +463,24 @@ class Experiment:
     def _evaluate(self, model: Backbone, dataset: ALDataset) -> dict[str, float]:
         cfg = self.config
         indices = np.arange(len(dataset.test), dtype=np.int64)
-        out = infer(model, dataset.test, indices, device=self.device,
-                    batch_size=cfg.training.eval_batch_size, probs=True,
-                    amp=amp_enabled(cfg.training, self.device))
+        out = infer(
+            model,
+            dataset.test,
+            indices,
+            device=self.device,
+            batch_size=cfg.training.eval_batch_size,
+            probs=True,
+            amp=amp_enabled(cfg.training, self.device),
+        )
         return classification_metrics(out["probs"].numpy(), dataset.test.labels, dataset.n_classes)
 
     def _log_cycle(self, ts: TrialState, record: CycleRecord, tracker: Tracker) -> None:
         tracker.log_metrics(ts.run_id, record.metrics, step=record.n_labeled)
-        tracker.log_text(ts.run_id, json.dumps({"cycle": record.cycle, "n_labeled": record.n_labeled,
-                                                "selected": record.selected}),
-                         f"selections/cycle_{record.cycle:03d}.json")
+        tracker.log_text(
+            ts.run_id,
+            json.dumps({"cycle": record.cycle, "n_labeled": record.n_labeled, "selected": record.selected}),
+            f"selections/cycle_{record.cycle:03d}.json",
+        )
         record.logged = True
         self.state.save(self.run_dir)
 
@@ -460,10 +507,9 @@ def _trial_aubc(ts: TrialState) -> float:
 
 
 def _quietly(fn: Callable[..., Any], *args: Any) -> None:
-    try:
+    # Marking runs KILLED while an error propagates must not mask that error.
+    with contextlib.suppress(Exception):
         fn(*args)
-    except Exception:
-        pass
 
 
 def _yaml(data: dict[str, Any]) -> str:

@@ -27,7 +27,8 @@ class _Collector:
     """Preallocated CPU storage for per-sample outputs, filled batch by batch."""
 
     def __init__(self, n: int) -> None:
-        self.n, self.offset, self.store = n, 0, {}
+        self.n, self.offset = n, 0
+        self.store: dict[str, torch.Tensor] = {}
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
         size = None
@@ -89,14 +90,22 @@ def infer(
                     raise KeyError(f"{who}: training hooks did not compute {missing}")
                 values.update({k: extra[k] for k in extra_outputs})
         if mc_samples:
-            values["mc_probs"] = _mc_probs(model, inputs, len(batch), mc_samples, batch_size, device, amp, who)
+            values["mc_probs"] = _mc_probs(
+                model, inputs, len(batch), mc_samples, batch_size, device, amp, who
+            )
         collector.add(values)
     return collector.store
 
 
 def _mc_probs(
-    model: Backbone, inputs: Any, n: int, k: int, batch_size: int, device: torch.device,
-    amp: bool, who: str,
+    model: Backbone,
+    inputs: Any,
+    n: int,
+    k: int,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+    who: str,
 ) -> torch.Tensor:
     """``(n, k, C)`` probabilities from k dropout samples, replicated into as few
     forward passes as the inference batch size allows."""
@@ -136,26 +145,46 @@ def compute_pool_view(
     declared)."""
     req = requirements
     view = PoolView(
-        unlabeled=unlabeled, labeled=labeled, n_classes=n_classes,
-        labeled_targets=labeled_targets, device=device,
+        unlabeled=unlabeled,
+        labeled=labeled,
+        n_classes=n_classes,
+        labeled_targets=labeled_targets,
+        device=device,
         model=model if req.model else None,
     )
     if model is None or not req.needs_model:
         return view
     who = f"strategy {strategy!r}"
     out = infer(
-        model, source, unlabeled, device=device, batch_size=batch_size,
-        probs=req.probs, logits=req.logits, embeddings=req.embeddings,
-        mc_samples=req.mc_samples, hooks=hooks, modules=modules,
-        extra_outputs=req.extra_outputs, amp=amp, who=who,
+        model,
+        source,
+        unlabeled,
+        device=device,
+        batch_size=batch_size,
+        probs=req.probs,
+        logits=req.logits,
+        embeddings=req.embeddings,
+        mc_samples=req.mc_samples,
+        hooks=hooks,
+        modules=modules,
+        extra_outputs=req.extra_outputs,
+        amp=amp,
+        who=who,
     )
     view.probs, view.logits = out.get("probs"), out.get("logits")
     view.embeddings, view.mc_probs = out.get("embeddings"), out.get("mc_probs")
     view.extras = {k: out[k] for k in req.extra_outputs}
     if (req.labeled_embeddings or req.labeled_probs) and len(labeled):
         lab = infer(
-            model, source, labeled, device=device, batch_size=batch_size,
-            probs=req.labeled_probs, embeddings=req.labeled_embeddings, amp=amp, who=who,
+            model,
+            source,
+            labeled,
+            device=device,
+            batch_size=batch_size,
+            probs=req.labeled_probs,
+            embeddings=req.labeled_embeddings,
+            amp=amp,
+            who=who,
         )
         view.labeled_embeddings, view.labeled_probs = lab.get("embeddings"), lab.get("probs")
     return view

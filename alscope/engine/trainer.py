@@ -111,8 +111,12 @@ class Trainer:
         for epoch in range(cfg.epochs):
             total, count = 0.0, 0
             for batch in source.batches(
-                labeled, batch_size=cfg.batch_size, train=True, shuffle=True,
-                generator=generator, drop_last=drop_last,
+                labeled,
+                batch_size=cfg.batch_size,
+                train=True,
+                shuffle=True,
+                generator=generator,
+                drop_last=drop_last,
             ):
                 inputs = batch.to(device).inputs
                 y = targets[batch.indices].to(device)

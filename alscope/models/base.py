@@ -36,7 +36,7 @@ class Backbone(nn.Module):
     """
 
     Params: ClassVar[type[BaseModel]] = NoParams
-    component_name: ClassVar[str] = ""
+    component_name: str = ""
     classifier: nn.Linear
 
     def __init__(self, input_spec: InputSpec, n_classes: int, params: Any) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -53,9 +53,7 @@ class Requirements:
 
     @property
     def needs_model(self) -> bool:
-        return any(
-            bool(getattr(self, f.name)) for f in fields(self) if f.name != "model"
-        ) or self.model
+        return any(bool(getattr(self, f.name)) for f in fields(self) if f.name != "model") or self.model
 
     def describe(self) -> list[str]:
         out = []
@@ -96,9 +94,7 @@ class PoolView:
         """The tensor ``name`` or a clear error saying the strategy needs it."""
         value = self.extras.get(name) if name not in _VIEW_TENSORS else getattr(self, name)
         if value is None:
-            raise ModelError(
-                f"strategy {strategy!r} needs {name!r} in the pool view, which was not computed"
-            )
+            raise ModelError(f"strategy {strategy!r} needs {name!r} in the pool view, which was not computed")
         return value
 
     @classmethod
@@ -122,6 +118,7 @@ class PoolView:
         given; they are cut to the unlabeled rows here, and selections come back as
         indices into the whole pool.
         """
+
         def t(a: Any) -> torch.Tensor | None:
             return None if a is None else torch.as_tensor(np.asarray(a), dtype=torch.float32)
 
@@ -135,12 +132,14 @@ class PoolView:
             raise ValueError(f"labeled_mask has {len(mask)} entries for {n} samples")
         unl = np.flatnonzero(~mask)
         lab = np.flatnonzero(mask)
-        tensors = {k: t(v) for k, v in dict(
-            probs=probs, logits=logits, embeddings=embeddings, mc_probs=mc_probs
-        ).items()}
+        tensors = {
+            k: t(v)
+            for k, v in dict(probs=probs, logits=logits, embeddings=embeddings, mc_probs=mc_probs).items()
+        }
         if n_classes is None:
-            ref = next((v for v in (tensors["probs"], tensors["logits"], tensors["mc_probs"])
-                        if v is not None), None)
+            ref = next(
+                (v for v in (tensors["probs"], tensors["logits"], tensors["mc_probs"]) if v is not None), None
+            )
             n_classes = int(ref.shape[-1]) if ref is not None else 0
         emb = tensors["embeddings"]
         lab_emb = t(labeled_embeddings)
@@ -170,9 +169,7 @@ class PoolView:
         )
 
 
-_VIEW_TENSORS = {
-    "probs", "logits", "embeddings", "labeled_embeddings", "labeled_probs", "mc_probs"
-}
+_VIEW_TENSORS = {"probs", "logits", "embeddings", "labeled_embeddings", "labeled_probs", "mc_probs"}
 
 
 class Strategy(Component):
@@ -256,9 +253,7 @@ def check_budget(budget: int, n_unlabeled: int, strategy: str) -> None:
         )
 
 
-def validate_selection(
-    chosen: Any, unlabeled: np.ndarray, budget: int, strategy: str
-) -> np.ndarray:
+def validate_selection(chosen: Any, unlabeled: np.ndarray, budget: int, strategy: str) -> np.ndarray:
     """Check a selection: integers, the right count, unique, inside the unlabeled pool."""
     arr = np.asarray(chosen.cpu() if isinstance(chosen, torch.Tensor) else chosen)
     who = f"strategy {strategy!r}"
@@ -271,8 +266,6 @@ def validate_selection(
     outside = arr[~np.isin(arr, unlabeled)]
     if len(outside):
         raise SelectionError(
-            f"{who} returned {len(outside)} indices outside the unlabeled pool "
-            f"(e.g. {outside[:5].tolist()})"
+            f"{who} returned {len(outside)} indices outside the unlabeled pool (e.g. {outside[:5].tolist()})"
         )
     return arr.astype(np.int64)
-

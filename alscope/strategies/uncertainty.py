@@ -18,9 +18,7 @@ from alscope.strategies.base import PoolView, Requirements, ScoringStrategy
 _CHUNK = 65_536
 
 
-def _chunked(
-    view: PoolView, strategy: str, fn: Callable[[torch.Tensor], torch.Tensor]
-) -> torch.Tensor:
+def _chunked(view: PoolView, strategy: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     probs = view.require("probs", strategy)
     out = torch.empty(len(probs), dtype=torch.float32)
     for start in range(0, len(probs), _CHUNK):
@@ -36,8 +34,10 @@ def least_confidence_scores(probs: torch.Tensor) -> torch.Tensor:
 
 def margin_scores(probs: torch.Tensor) -> torch.Tensor:
     """-(p_top1 - p_top2): a small margin between the two likeliest classes is informative."""
-    top2 = probs.topk(2, dim=1).values if probs.shape[1] > 1 else torch.cat(
-        [probs, torch.zeros_like(probs)], dim=1
+    top2 = (
+        probs.topk(2, dim=1).values
+        if probs.shape[1] > 1
+        else torch.cat([probs, torch.zeros_like(probs)], dim=1)
     )
     return -(top2[:, 0] - top2[:, 1])
 

@@ -147,9 +147,7 @@ def make_pool_view(
     if k > 0:
         noise = rng.normal(0.0, 1.0, size=(len(unlabeled), k, n_classes))
         view.mc_probs = _tensor(_softmax(logits[unlabeled][:, None, :] + noise))
-    view.extras = {
-        name: _tensor(rng.random(len(unlabeled))) for name in req.extra_outputs
-    }
+    view.extras = {name: _tensor(rng.random(len(unlabeled))) for name in req.extra_outputs}
     if req.model:
         view.model = model if model is not None else _small_model(dim, n_classes, seed)
     return view
@@ -212,7 +210,7 @@ class StrategyCase:
         """A fresh instance, named as the engine names it."""
         spec = self.spec
         strategy = self.strategy_cls(dict(self.params))
-        strategy.component_name = spec.name  # type: ignore[misc]  # as the engine does
+        strategy.component_name = spec.name  # as the engine does
         return strategy
 
 
@@ -233,9 +231,7 @@ def _who(strategy: Strategy | str) -> str:
     return strategy.component_name or type(strategy).__name__
 
 
-def check_selection(
-    chosen: Any, view: PoolView, budget: int, strategy: Strategy | str = ""
-) -> np.ndarray:
+def check_selection(chosen: Any, view: PoolView, budget: int, strategy: Strategy | str = "") -> np.ndarray:
     """A valid selection: 1-D integer indices, ``budget`` of them, unique, all in
     ``view.unlabeled`` and none in ``view.labeled``; returns them as int64.
 
@@ -247,9 +243,7 @@ def check_selection(
     arr = validate_selection(chosen, view.unlabeled, budget, who)
     assert arr.dtype == np.int64 and arr.ndim == 1
     relabeled = arr[np.isin(arr, view.labeled)]
-    assert len(relabeled) == 0, (
-        f"strategy {who!r} returned labeled indices {relabeled[:5].tolist()}"
-    )
+    assert len(relabeled) == 0, f"strategy {who!r} returned labeled indices {relabeled[:5].tolist()}"
     return arr
 
 
@@ -277,18 +271,12 @@ def check_requirements(strategy: Strategy) -> Requirements:
 def check_spec(spec: ComponentSpec) -> None:
     """The spec shows what ``alscope list``/``info`` need: a summary and, except for
     the random baseline, a paper."""
-    assert isinstance(spec.summary, str) and spec.summary.strip(), (
-        f"strategy {spec.name!r} has no summary"
-    )
+    assert isinstance(spec.summary, str) and spec.summary.strip(), f"strategy {spec.name!r} has no summary"
     if spec.name != "random":
-        assert isinstance(spec.paper, str) and spec.paper.strip(), (
-            f"strategy {spec.name!r} names no paper"
-        )
+        assert isinstance(spec.paper, str) and spec.paper.strip(), f"strategy {spec.name!r} names no paper"
 
 
-def check_params_schema(
-    strategy_cls: type[Strategy], params: Mapping[str, Any] | None = None
-) -> None:
+def check_params_schema(strategy_cls: type[Strategy], params: Mapping[str, Any] | None = None) -> None:
     """``Params`` is a pydantic model that accepts ``params``, rejects unknown keys
     (so a typo in ``--strategy-param`` is an error, not silently ignored) and can be
     tabulated by ``alscope info``."""
@@ -296,8 +284,7 @@ def check_params_schema(
 
     schema = strategy_cls.Params
     assert isinstance(schema, type) and issubclass(schema, BaseModel), (
-        f"{strategy_cls.__name__}.Params must be a pydantic model "
-        f"(subclass alscope.components.Params)"
+        f"{strategy_cls.__name__}.Params must be a pydantic model (subclass alscope.components.Params)"
     )
     strategy_cls(dict(params or {}))
     try:
@@ -337,8 +324,7 @@ def check_budget_rejected(strategy: Strategy, view: PoolView, seed: int = 0) -> 
         except BudgetError:
             continue
         raise AssertionError(
-            f"strategy {_who(strategy)!r} accepted budget {budget} with "
-            f"{view.n_unlabeled} unlabeled samples"
+            f"strategy {_who(strategy)!r} accepted budget {budget} with {view.n_unlabeled} unlabeled samples"
         )
 
 
@@ -394,9 +380,7 @@ class StrategyConformance:
     def case(self) -> StrategyCase:
         if not self.strategy_name:
             pytest.fail(f"{type(self).__name__} must set strategy_name")
-        return StrategyCase(
-            self.strategy_name, dict(self.strategy_params), self.conformance_registry()
-        )
+        return StrategyCase(self.strategy_name, dict(self.strategy_params), self.conformance_registry())
 
     # metadata
 
@@ -457,6 +441,4 @@ class StrategyConformance:
         check_selection(picked, view, 8, strategy)
 
     def test_large_pool_within_time_bound(self, case: StrategyCase) -> None:
-        check_large_pool(
-            case.make(), n=self.large_pool_size, time_limit=self.large_pool_time_limit
-        )
+        check_large_pool(case.make(), n=self.large_pool_size, time_limit=self.large_pool_time_limit)

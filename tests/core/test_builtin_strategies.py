@@ -69,8 +69,7 @@ def test_score_functions() -> None:
 
 def test_margin_breaks_exact_ties_randomly_but_deterministically() -> None:
     tied = [0.45, 0.45, 0.10]
-    probs = np.array([[0.9, 0.05, 0.05], tied, [0.7, 0.2, 0.1], tied, [0.6, 0.3, 0.1]],
-                     dtype=np.float32)
+    probs = np.array([[0.9, 0.05, 0.05], tied, [0.7, 0.2, 0.1], tied, [0.6, 0.3, 0.1]], dtype=np.float32)
     picks = [query("margin", probs, 1, seed)[0] for seed in range(60)]
     assert set(picks) == {1, 3}, "both tied samples must be picked over many seeds"
     assert 10 <= picks.count(1) <= 50
@@ -109,14 +108,11 @@ def test_random_needs_nothing_from_the_model() -> None:
 
 def test_library_use_returns_indices_into_the_whole_pool() -> None:
     probs = np.array(
-        [[1 / 3, 1 / 3, 1 / 3], [0.9, 0.05, 0.05], [0.5, 0.3, 0.2], [0.95, 0.03, 0.02],
-         [0.4, 0.35, 0.25]],
+        [[1 / 3, 1 / 3, 1 / 3], [0.9, 0.05, 0.05], [0.5, 0.3, 0.2], [0.95, 0.03, 0.02], [0.4, 0.35, 0.25]],
         dtype=np.float32,
     )
     mask = np.array([True, False, False, False, False])  # the most uncertain is labeled
-    picked = alscope.get_strategy("Entropy").query(
-        PoolView.from_arrays(probs=probs, labeled_mask=mask), 2
-    )
+    picked = alscope.get_strategy("Entropy").query(PoolView.from_arrays(probs=probs, labeled_mask=mask), 2)
     assert picked.tolist() == [4, 2]
     assert picked.dtype == np.int64
 

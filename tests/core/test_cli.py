@@ -25,7 +25,10 @@ def alscope(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
 
     return subprocess.run(
         [sys.executable, "-m", "alscope.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -137,34 +140,79 @@ def test_config_file_with_cli_override(tmp_path):
     assert payload["config"]["dataset"]["name"] == "wine"
     assert payload["curve"]["n_labeled"] == [12, 21]
     toml = tmp_path / "exp.toml"
-    toml.write_text('cycles = 1\nn_query = 5\n[training]\nepochs = 2\n[tracking]\nenabled = false\n')
-    payload = json.loads(invoke("run", "--config", str(toml), "--results-dir", str(tmp_path), "--json").stdout)
+    toml.write_text("cycles = 1\nn_query = 5\n[training]\nepochs = 2\n[tracking]\nenabled = false\n")
+    payload = json.loads(
+        invoke("run", "--config", str(toml), "--results-dir", str(tmp_path), "--json").stdout
+    )
     assert payload["curve"]["n_labeled"] == [20, 25]
 
 
 def test_alscope_command_line_spellings(tmp_path):
     result = invoke(
-        "run", "--method", "Uncertainty", "--uncertainty", "CONF", "--dataset", "DIGITS",
-        "--trial", "1", "--cycle", "1", "--n-initial", "10", "--n-query", "5", "--epochs", "2",
-        "--n-class", "10", "--seed", "3", "--no-track", "--results-dir", str(tmp_path), "--json",
+        "run",
+        "--method",
+        "Uncertainty",
+        "--uncertainty",
+        "CONF",
+        "--dataset",
+        "DIGITS",
+        "--trial",
+        "1",
+        "--cycle",
+        "1",
+        "--n-initial",
+        "10",
+        "--n-query",
+        "5",
+        "--epochs",
+        "2",
+        "--n-class",
+        "10",
+        "--seed",
+        "3",
+        "--no-track",
+        "--results-dir",
+        str(tmp_path),
+        "--json",
     )
     payload = json.loads(result.stdout)
     assert payload["config"]["strategy"]["name"] == "least_confidence"
     assert payload["config"]["seed"] == 3
-    wrong = runner.invoke(app, ["run", "--n-class", "4", "--no-track", "--results-dir", str(tmp_path), *QUICK])
+    wrong = runner.invoke(
+        app, ["run", "--n-class", "4", "--no-track", "--results-dir", str(tmp_path), *QUICK]
+    )
     assert wrong.exit_code == 1 and "n_class=4 does not match" in wrong.output
-    ignored = runner.invoke(app, ["run", "--n-drop", "5", "--no-track", "--results-dir", str(tmp_path), *QUICK, "-q"])
+    ignored = runner.invoke(
+        app, ["run", "--n-drop", "5", "--no-track", "--results-dir", str(tmp_path), *QUICK, "-q"]
+    )
     assert ignored.exit_code == 0 and "--n-drop ignored" in ignored.output
     openset = runner.invoke(app, ["run", "--openset", "--ood-rate", "0.2", "--results-dir", str(tmp_path)])
     assert openset.exit_code == 1 and "unknown scenario 'openset'" in openset.output
 
 
 def test_batch_runs_every_member_and_reports_failures(tmp_path):
-    result = runner.invoke(app, [
-        "run", "--strategy", "entropy,random", "--dataset", "digits,iris", "--n-initial", "105",
-        "--n-query", "10", "--cycle", "1", "--epochs", "2", "--results-dir", str(tmp_path),
-        "--experiment", "batch",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--strategy",
+            "entropy,random",
+            "--dataset",
+            "digits,iris",
+            "--n-initial",
+            "105",
+            "--n-query",
+            "10",
+            "--cycle",
+            "1",
+            "--epochs",
+            "2",
+            "--results-dir",
+            str(tmp_path),
+            "--experiment",
+            "batch",
+        ],
+    )
     assert result.exit_code == 1
     # iris's pool holds 112 samples, fewer than 105 + 1 x 10: both iris members fail alone
     assert result.output.count("exceeds the 112 samples") == 2
@@ -180,8 +228,17 @@ def test_sweep_file_runs_the_grid_into_one_experiment(tmp_path):
     result = invoke("run", "--sweep", str(sweep), "--results-dir", str(tmp_path), "--json")
     payload = json.loads(result.stdout)
     assert len(payload["runs"]) == 4 and not payload["failures"]
-    report = invoke("report", "--experiment", "sweep", "--results-dir", str(tmp_path),
-                    "--markdown", str(tmp_path / "r.md"), "--csv", str(tmp_path / "r.csv"))
+    report = invoke(
+        "report",
+        "--experiment",
+        "sweep",
+        "--results-dir",
+        str(tmp_path),
+        "--markdown",
+        str(tmp_path / "r.md"),
+        "--csv",
+        str(tmp_path / "r.csv"),
+    )
     assert report.exit_code == 0, report.output
     md = (tmp_path / "r.md").read_text()
     assert "entropy" in md and "margin" in md

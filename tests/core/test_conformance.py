@@ -56,8 +56,14 @@ def test_pool_view_holds_only_what_is_declared() -> None:
 
 def test_pool_view_shapes_for_everything() -> None:
     req = Requirements(
-        probs=True, logits=True, embeddings=True, labeled_embeddings=True, labeled_probs=True,
-        mc_samples=5, extra_outputs=("predicted_loss",), model=True,
+        probs=True,
+        logits=True,
+        embeddings=True,
+        labeled_embeddings=True,
+        labeled_probs=True,
+        mc_samples=5,
+        extra_outputs=("predicted_loss",),
+        model=True,
     )
     view = make_pool_view(req, n=100, n_classes=4, dim=8, n_labeled=30, seed=3)
     u, lab = view.n_unlabeled, len(view.labeled)
@@ -255,9 +261,7 @@ def test_check_spec_catches_missing_paper(broken_registry: Registry) -> None:
         ("global_random", "test_deterministic_for_seed"),
     ],
 )
-def test_suite_methods_fail_broken_strategies(
-    broken_registry: Registry, name: str, test: str
-) -> None:
+def test_suite_methods_fail_broken_strategies(broken_registry: Registry, name: str, test: str) -> None:
     """The template's own test methods, called directly on broken strategies."""
     suite = StrategyConformance()
     case = StrategyCase(name, registry=broken_registry)

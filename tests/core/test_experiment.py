@@ -24,8 +24,12 @@ from alscope.strategies.base import PoolView, Strategy
 
 def quick(tmp_path: Path, **overrides) -> ExperimentConfig:
     base = {
-        "cycles": 2, "n_initial": 20, "n_query": 10, "results_dir": str(tmp_path),
-        "training": {"epochs": 5}, "tracking": {"enabled": False},
+        "cycles": 2,
+        "n_initial": 20,
+        "n_query": 10,
+        "results_dir": str(tmp_path),
+        "training": {"epochs": 5},
+        "tracking": {"enabled": False},
     }
     base.update(overrides)
     return ExperimentConfig.model_validate(base)
@@ -64,8 +68,8 @@ def test_labeled_set_grows_by_the_query_and_curve_has_every_cycle(tmp_path):
 
 def test_stratified_initial_set_covers_every_class(tmp_path):
     result = run_experiment(quick(tmp_path, initial="stratified", cycles=0, n_initial=30))
-    from alscope.data.tabular import Digits
     from alscope.data.base import LoadContext
+    from alscope.data.tabular import Digits
 
     pool = Digits().load(LoadContext(tmp_path, seed=0)).pool
     counts = np.bincount(pool.labels[result.trials[0].labeled], minlength=10)
@@ -79,7 +83,7 @@ def test_budget_larger_than_pool_is_refused_before_training(tmp_path):
 
 
 def test_n_class_is_checked_against_the_dataset(tmp_path):
-    with pytest.raises(ConfigError, match="n_class=3 does not match .* 10 classes"):
+    with pytest.raises(ConfigError, match=r"n_class=3 does not match .* 10 classes"):
         run_experiment(quick(tmp_path, n_class=3))
 
 
@@ -131,8 +135,21 @@ def _state(run_dir: Path) -> dict:
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     """Kill -9 in the middle of a cycle, resume, and compare with a clean run."""
     env = {**os.environ, "ALSCOPE_RESULTS_DIR": str(tmp_path / "killed")}
-    args = [sys.executable, "-m", "alscope.cli", "run", "--cycle", "4", "--trial", "2",
-            "--epochs", "150", "--n-query", "15", "-q"]
+    args = [
+        sys.executable,
+        "-m",
+        "alscope.cli",
+        "run",
+        "--cycle",
+        "4",
+        "--trial",
+        "2",
+        "--epochs",
+        "150",
+        "--n-query",
+        "15",
+        "-q",
+    ]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     runs = tmp_path / "killed" / "runs"
     deadline = time.monotonic() + 120
@@ -161,7 +178,10 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
 
     resumed = subprocess.run(
         [sys.executable, "-m", "alscope.cli", "run", "--resume", run_dir.name, "--json"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     summary = json.loads(resumed.stdout)
     clean_env = {**os.environ, "ALSCOPE_RESULTS_DIR": str(tmp_path / "clean")}

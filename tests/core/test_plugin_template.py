@@ -25,7 +25,12 @@ def run_python(code: str, cwd: Path, pythonpath: Path | None = None) -> dict:
         env["PYTHONPATH"] = str(pythonpath)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -41,15 +46,30 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Build from a copy so that the build leaves no build/ or *.egg-info in the repo.
     src = root / "src"
     shutil.copytree(
-        TEMPLATE, src,
+        TEMPLATE,
+        src,
         ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".*cache"),
     )
     target = root / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-         "--no-index", "--disable-pip-version-check", "--quiet", "--target", str(target),
-         str(src)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--target",
+            str(target),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, f"pip install failed:\n{proc.stdout}\n{proc.stderr}"
     assert (target / "alscope_example_strategy" / "plugin.py").is_file()
@@ -75,7 +95,8 @@ def test_installed_plugin_registers_the_strategy(installed: Path, tmp_path: Path
             "module": r.plugins["example"].module,
         }))
         """,
-        cwd=tmp_path, pythonpath=installed,
+        cwd=tmp_path,
+        pythonpath=installed,
     )
     assert out["namespace"] == "example"
     assert out["distribution"].replace("_", "-").lower() == "alscope-example-strategy"
@@ -109,7 +130,8 @@ def test_experiment_runs_with_the_plugin_strategy(installed: Path, tmp_path: Pat
             "run_dir": str(result.run_dir),
         }}))
         """,
-        cwd=tmp_path, pythonpath=installed,
+        cwd=tmp_path,
+        pythonpath=installed,
     )
     assert out["cycles"] == 2
     selected = out["selected"]

@@ -34,8 +34,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         for strategy in STRATEGIES:
             cfg = ExperimentConfig(
-                strategy=strategy, cycles=2, trials=2, n_initial=20, n_query=20,
-                results_dir=tmp, training={"epochs": 5, "device": "cpu"},
+                strategy=strategy,
+                cycles=2,
+                trials=2,
+                n_initial=20,
+                n_query=20,
+                results_dir=tmp,
+                training={"epochs": 5, "device": "cpu"},
                 tracking={"uri": uri, "experiment": EXPERIMENT},
             )
             results[strategy] = run_experiment(cfg)
@@ -67,8 +72,15 @@ def _expected(result, metric: str = "accuracy") -> tuple[dict[int, list[float]],
 
 def test_load_trials_layout(runs: dict, trials: pd.DataFrame) -> None:
     assert list(trials.columns[:9]) == [
-        "run", "parent_run_id", "trial_run_id", "trial", "strategy", "dataset", "backbone",
-        "scenario", "n_labeled",
+        "run",
+        "parent_run_id",
+        "trial_run_id",
+        "trial",
+        "strategy",
+        "dataset",
+        "backbone",
+        "scenario",
+        "n_labeled",
     ]
     for metric in ("accuracy", "macro_f1", "balanced_accuracy", "selection_time", "train_time"):
         assert metric in trials.columns
@@ -109,9 +121,7 @@ def test_summary_matches_the_runs(runs: dict, report: Report) -> None:
         assert row["aubc_mean"] == pytest.approx(result.summary["aubc"])
         assert row["aubc_std"] == pytest.approx(result.summary["aubc_std"])
         assert row["n_trials"] == 2
-        assert row["mean_selection_time"] == pytest.approx(
-            result.summary["mean_selection_time"], rel=1e-6
-        )
+        assert row["mean_selection_time"] == pytest.approx(result.summary["mean_selection_time"], rel=1e-6)
         got = report.trial_aubc[report.trial_aubc["strategy"] == strategy].sort_values("trial")
         np.testing.assert_allclose(got["aubc"], per_trial)
 
@@ -132,16 +142,12 @@ def test_csv_exports(report: Report, tmp_path: Path) -> None:
     assert curves_path == tmp_path / "out" / "cmp.csv"
     assert aubc_path == tmp_path / "out" / "cmp_aubc.csv"
     curves = pd.read_csv(curves_path)
-    assert {"dataset", "scenario", "strategy", "n_labeled", "mean", "std", "n_trials"} <= set(
-        curves.columns
-    )
+    assert {"dataset", "scenario", "strategy", "n_labeled", "mean", "std", "n_trials"} <= set(curves.columns)
     assert len(curves) == len(STRATEGIES) * 3
     assert set(curves["strategy"]) == set(STRATEGIES)
     table = pd.read_csv(aubc_path)
     assert set(table["strategy"]) == set(STRATEGIES)
-    assert {"aubc_mean", "aubc_std", "rank", "n_trials", "mean_selection_time"} <= set(
-        table.columns
-    )
+    assert {"aubc_mean", "aubc_std", "rank", "n_trials", "mean_selection_time"} <= set(table.columns)
 
 
 def test_markdown(report: Report, tmp_path: Path) -> None:
@@ -227,12 +233,21 @@ def test_empty_and_unfinished(runs: dict, tmp_path: Path) -> None:
     # A killed third entropy trial with two cycles logged.
     exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     parent = runs["results"]["entropy"].parent_run_id
-    run = client.create_run(exp_id, tags={
-        "alscope.kind": "trial", "alscope.trial": "2", "mlflow.parentRunId": parent,
-    })
-    client.log_batch(run.info.run_id, metrics=[
-        Metric("accuracy", 0.5, 0, 20), Metric("accuracy", 0.6, 0, 40),
-    ])
+    run = client.create_run(
+        exp_id,
+        tags={
+            "alscope.kind": "trial",
+            "alscope.trial": "2",
+            "mlflow.parentRunId": parent,
+        },
+    )
+    client.log_batch(
+        run.info.run_id,
+        metrics=[
+            Metric("accuracy", 0.5, 0, 20),
+            Metric("accuracy", 0.6, 0, 40),
+        ],
+    )
     client.set_terminated(run.info.run_id, "KILLED")
 
     finished = load_trials(uri, EXPERIMENT)
@@ -246,10 +261,20 @@ def test_empty_and_unfinished(runs: dict, tmp_path: Path) -> None:
 
 def _fake(dataset: str, backbone: str, strategy: str, trial: int, accs: list[float]) -> list:
     return [
-        {"run": f"{dataset}-{strategy}", "parent_run_id": f"p-{dataset}-{backbone}-{strategy}",
-         "trial_run_id": f"t-{dataset}-{backbone}-{strategy}-{trial}", "trial": trial,
-         "strategy": strategy, "dataset": dataset, "backbone": backbone, "scenario": "standard",
-         "n_labeled": n, "accuracy": a, "selection_time": 0.01, "train_time": 0.1}
+        {
+            "run": f"{dataset}-{strategy}",
+            "parent_run_id": f"p-{dataset}-{backbone}-{strategy}",
+            "trial_run_id": f"t-{dataset}-{backbone}-{strategy}-{trial}",
+            "trial": trial,
+            "strategy": strategy,
+            "dataset": dataset,
+            "backbone": backbone,
+            "scenario": "standard",
+            "n_labeled": n,
+            "accuracy": a,
+            "selection_time": 0.01,
+            "train_time": 0.1,
+        }
         for n, a in zip((10, 20, 30), accs, strict=True)
     ]
 
