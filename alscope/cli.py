@@ -41,8 +41,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# Piped output (tests, CI logs, `| grep`) gets a wide console so table cells do not fold.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # ALScope's ``--method Uncertainty --uncertainty X`` spellings, mapped to our strategies.
 ALSCOPE_UNCERTAINTY = {
@@ -109,7 +111,8 @@ def list_components(
     registry = get_registry()
     for k in _kind(kind):
         table = Table(title=f"{k} ({len(registry.specs(k))})", title_justify="left")  # type: ignore[arg-type]
-        for col in ("name", "summary", "domain", "distribution"):
+        table.add_column("name", no_wrap=True)
+        for col in ("summary", "domain", "distribution"):
             table.add_column(col, overflow="fold")
         names = set(registry.names(k))  # type: ignore[arg-type]
         for spec in registry.specs(k):  # type: ignore[arg-type]

@@ -129,12 +129,33 @@ class ExperimentConfig(_Model):
         return flat
 
 
+def _fields_at(path: tuple[Any, ...]) -> list[str]:
+    """The setting names accepted at a nested location of the config."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        nested = next(
+            (
+                a
+                for a in (annotation, *getattr(annotation, "__args__", ()))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
+            None,
+        )
+        if nested is None:
+            return []
+        model = nested
+    return list(model.model_fields)
+
+
 def describe_config_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
         if err["type"] == "extra_forbidden":
-            lines.append(f"unknown setting {loc!r}")
+            accepted_names = ", ".join(_fields_at(err["loc"][:-1]))
+            lines.append(f"unknown setting {loc!r} (accepted: {accepted_names})")
             continue
         accepted = ""
         ctx = err.get("ctx") or {}

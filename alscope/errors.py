@@ -42,7 +42,7 @@ class UnknownComponentError(RegistryError):
         if suggestions:
             hint = "did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
         else:
-            hint = f"known {kind}s: {', '.join(known) or '(none installed)'}"
+            hint = f"known: {', '.join(known) or '(none installed)'}"
         super().__init__(f"unknown {kind} {name!r}; {hint}")
 
 

@@ -21,6 +21,7 @@ import pluggy
 
 from alscope import hookspecs
 from alscope.errors import AmbiguousComponentError, RegistryError, UnknownComponentError
+from alscope.known_names import provided_elsewhere
 from alscope.specs import KINDS, ComponentKind, ComponentSpec
 
 ENTRY_POINT_GROUP = "alscope"
@@ -179,7 +180,11 @@ class Registry:
         if not matches:
             matches = [s for s in candidates if key in {normalize(a) for a in s.aliases}]
         if not matches:
-            raise UnknownComponentError(kind, name, self.suggest(kind, bare), self.names(kind))
+            error = UnknownComponentError(kind, name, self.suggest(kind, bare), self.names(kind))
+            hint = provided_elsewhere(kind, key)
+            if hint is not None:
+                error.args = (f"unknown {kind} {name!r}: {hint}",)
+            raise error
         if len(matches) > 1:
             who = ", ".join(f"{s.qualified_name!r} from {s.distribution}" for s in matches)
             raise AmbiguousComponentError(
@@ -206,7 +211,7 @@ class Registry:
         spec = self.resolve(kind, name)
         try:
             return spec.load()
-        except ImportError as exc:
+        except (ImportError, AttributeError, ValueError) as exc:
             raise RegistryError(
                 f"{kind} {spec.qualified_name!r} from {spec.distribution} cannot be imported: {exc}"
             ) from exc

@@ -173,6 +173,8 @@ class FeatureFile(DatasetFactory):
             if path.suffix.lower() == ".npz":
                 x, y = _read_npz(path, p.label_column)
             else:
+                import pandas as pd
+
                 table = _read_table(path)
                 if p.label_column not in table.columns:
                     raise DataError(
@@ -185,7 +187,9 @@ class FeatureFile(DatasetFactory):
                 if missing:
                     raise DataError(f"{path}: feature columns {missing} not found")
                 frame = table[cols]
-                non_numeric = [c for c in cols if not np.issubdtype(frame[c].dtype, np.number)]
+                if len(table) == 0:
+                    raise DataError(f"{path}: expected a non-empty feature table, the file holds no rows")
+                non_numeric = [c for c in cols if not pd.api.types.is_numeric_dtype(frame[c])]
                 if non_numeric:
                     raise DataError(f"{path}: non-numeric feature columns {non_numeric}")
                 x = frame.to_numpy(dtype=np.float32)

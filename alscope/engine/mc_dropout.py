@@ -36,11 +36,12 @@ def mc_dropout(model: nn.Module, who: str = "an MC strategy") -> Iterator[nn.Mod
             f"{who} needs MC dropout, but the backbone {type(model).__name__} has no dropout "
             f"layer with p > 0; give it dropout (e.g. --backbone-param dropout=0.3)"
         )
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     for m in drops:
         m.train()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, mode in modes.items():
+            module.training = mode

@@ -215,7 +215,8 @@ def test_batch_runs_every_member_and_reports_failures(tmp_path):
     )
     assert result.exit_code == 1
     # iris's pool holds 112 samples, fewer than 105 + 1 x 10: both iris members fail alone
-    assert result.output.count("exceeds the 112 samples") == 2
+    failed = [line for line in result.output.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 2 and all("-iris" in f and "exceeds the 112 samples" in f for f in failed)
     assert "entropy-digits" in result.output and "random-digits" in result.output
 
 

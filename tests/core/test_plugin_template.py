@@ -107,38 +107,56 @@ def test_installed_plugin_registers_the_strategy(installed: Path, tmp_path: Path
     assert not out["torch_imported"], "building the registry must not import torch"
 
 
+def alscope_cli(*args: str, cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess:
+    """The ``alscope`` command in a fresh interpreter that sees the installed plugin."""
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "MLFLOW_TRACKING_URI"}}
+    env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(
+        [sys.executable, "-m", "alscope.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 @pytest.mark.slow
-def test_experiment_runs_with_the_plugin_strategy(installed: Path, tmp_path: Path) -> None:
+def test_alscope_run_uses_the_plugin_strategy(installed: Path, tmp_path: Path) -> None:
+    listed = alscope_cli("list", "strategies", cwd=tmp_path, pythonpath=installed)
+    assert listed.returncode == 0, listed.stderr
+    assert "information_density" in listed.stdout and "alscope-example-strategy" in listed.stdout
     results = tmp_path / "results"
-    out = run_python(
-        f"""
-        import json
-        from alscope import ExperimentConfig, run_experiment
-        result = run_experiment(ExperimentConfig(
-            strategy={{"name": "information_density", "params": {{"beta": 0.5}}}},
-            cycles=1, trials=1,
-            training={{"epochs": 3, "device": "cpu"}},
-            results_dir={str(results)!r},
-            tracking={{"enabled": False}},
-        ))
-        trial = result.trials[0]
-        print(json.dumps({{
-            "cycles": len(trial.cycles),
-            "selected": trial.cycles[0].selected,
-            "labeled": trial.labeled,
-            "aubc": result.summary["aubc"],
-            "run_dir": str(result.run_dir),
-        }}))
-        """,
+    proc = alscope_cli(
+        "run",
+        "--strategy",
+        "information_density",
+        "--strategy-param",
+        "beta=0.5",
+        "--cycle",
+        "1",
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+        "--no-track",
+        "--json",
+        "--results-dir",
+        str(results),
         cwd=tmp_path,
         pythonpath=installed,
     )
-    assert out["cycles"] == 2
-    selected = out["selected"]
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["config"]["strategy"] == {"name": "information_density", "params": {"beta": 0.5}}
+    assert out["curve"]["n_labeled"] == [20, 40]
+    state = json.loads((Path(out["run_dir"]) / "state.json").read_text())
+    trial = state["trials"][0]
+    selected = trial["cycles"][0]["selected"]
     assert len(selected) == 20 and len(set(selected)) == 20
-    initial = out["labeled"][: len(out["labeled"]) - len(selected)]
-    assert not set(selected) & set(initial)
-    assert 0.0 <= out["aubc"] <= 1.0
+    assert not set(selected) & set(trial["labeled"][:20])
+    assert 0.0 <= out["summary"]["aubc"] <= 1.0
     assert Path(out["run_dir"]).is_relative_to(results)
 
 

@@ -1,0 +1,89 @@
+"""Names users bring from ALScope and DeepAL+ for components other distributions provide.
+
+When such a name is not installed, the error says what it means and where it comes from
+instead of only "unknown". Installed components declare these spellings as aliases, which
+win over this table.
+"""
+
+from __future__ import annotations
+
+# normalised name -> (canonical name, where it comes from)
+PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
+    "strategy": {
+        "ll": ("learning_loss", "a strategies plugin"),
+        "learningloss": ("learning_loss", "a strategies plugin"),
+        "tidal": ("tidal", "a strategies plugin"),
+        "vaal": ("vaal", "a strategies plugin"),
+        "waal": ("waal", "a strategies plugin"),
+        "alphamixsampling": ("alphamix", "a strategies plugin"),
+        "coremse": ("coremse", "a strategies plugin"),
+        "coreset": ("coreset", "a strategies plugin"),
+        "badge": ("badge", "a strategies plugin"),
+        "balddropout": ("bald", "a strategies plugin"),
+        "bald": ("bald", "a strategies plugin"),
+        "batchbald": ("batchbald", "a strategies plugin"),
+        "lfosa": ("lfosa", "the open-set strategies plugin"),
+        "mqnet": ("mqnet", "the open-set strategies plugin"),
+    },
+    "dataset": {
+        name: (canonical, "the alscope-cv distribution")
+        for name, canonical in {
+            "mnist": "mnist",
+            "fashionmnist": "fashion_mnist",
+            "emnist": "emnist",
+            "cifar10": "cifar10",
+            "cifar100": "cifar100",
+            "svhn": "svhn",
+            "tinyimagenet": "tiny_imagenet",
+            "medmnist": "medmnist",
+            "imagefolder": "imagefolder",
+        }.items()
+    }
+    | {
+        name: (canonical, "the alscope-nlp distribution")
+        for name, canonical in {
+            "agnews": "agnews",
+            "yelp": "yelp",
+            "sst5": "sst5",
+            "trec": "trec",
+            "imdb": "imdb",
+            "dbpedia": "dbpedia",
+            "text": "text",
+        }.items()
+    },
+    "backbone": {
+        name: (canonical, "the alscope-cv distribution")
+        for name, canonical in {
+            "resnet18": "resnet18",
+            "resnet34": "resnet34",
+            "resnet50": "resnet50",
+            "vgg16": "vgg16",
+            "cnn": "cnn",
+        }.items()
+    }
+    | {
+        name: (canonical, "the alscope-nlp distribution")
+        for name, canonical in {
+            "distilbert": "distilbert",
+            "distilbertbaseuncased": "distilbert",
+            "bert": "bert",
+            "bertbase": "bert",
+            "robertabase": "roberta",
+            "roberta": "roberta",
+        }.items()
+    },
+    "scenario": {
+        "openset": ("openset", "the realistic-scenarios plugin"),
+        "imbalanced": ("imbalanced", "the realistic-scenarios plugin"),
+        "noisyoracle": ("noisy_oracle", "the realistic-scenarios plugin"),
+    },
+}
+
+
+def provided_elsewhere(kind: str, key: str) -> str | None:
+    """A hint for a known but uninstalled name, or None."""
+    found = PROVIDED_ELSEWHERE.get(kind, {}).get(key)
+    if found is None:
+        return None
+    canonical, source = found
+    return f"that is {canonical!r}, provided by {source}, which is not installed here"
