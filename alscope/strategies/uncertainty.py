@@ -10,6 +10,7 @@ device; higher scores are queried first.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 
@@ -47,31 +48,28 @@ def entropy_scores(probs: torch.Tensor) -> torch.Tensor:
     return -(torch.special.xlogy(probs, probs)).sum(dim=1)
 
 
-class LeastConfidence(ScoringStrategy):
+class ProbabilityScoring(ScoringStrategy):
+    """Scores each unlabeled sample by a function of its predicted class distribution."""
+
+    scores_of: ClassVar[staticmethod[[torch.Tensor], torch.Tensor]]
+
+    def requirements(self) -> Requirements:
+        return Requirements(probs=True)
+
+    def score(self, view: PoolView) -> torch.Tensor:
+        return _chunked(view, self.component_name, type(self).scores_of)
+
+
+class LeastConfidence(ProbabilityScoring):
     component_name = "least_confidence"
-
-    def requirements(self) -> Requirements:
-        return Requirements(probs=True)
-
-    def score(self, view: PoolView) -> torch.Tensor:
-        return _chunked(view, self.component_name, least_confidence_scores)
+    scores_of = staticmethod(least_confidence_scores)
 
 
-class MarginSampling(ScoringStrategy):
+class MarginSampling(ProbabilityScoring):
     component_name = "margin"
-
-    def requirements(self) -> Requirements:
-        return Requirements(probs=True)
-
-    def score(self, view: PoolView) -> torch.Tensor:
-        return _chunked(view, self.component_name, margin_scores)
+    scores_of = staticmethod(margin_scores)
 
 
-class EntropySampling(ScoringStrategy):
+class EntropySampling(ProbabilityScoring):
     component_name = "entropy"
-
-    def requirements(self) -> Requirements:
-        return Requirements(probs=True)
-
-    def score(self, view: PoolView) -> torch.Tensor:
-        return _chunked(view, self.component_name, entropy_scores)
+    scores_of = staticmethod(entropy_scores)

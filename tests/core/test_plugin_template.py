@@ -18,11 +18,17 @@ import pytest
 TEMPLATE = Path(__file__).resolve().parents[2] / "plugins" / "alscope-example-strategy"
 
 
-def run_python(code: str, cwd: Path, pythonpath: Path | None = None) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON object last."""
+def clean_env(pythonpath: Path | None) -> dict[str, str]:
+    """This environment, seeing the plugin only through ``pythonpath``."""
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "MLFLOW_TRACKING_URI"}}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
+    return env
+
+
+def run_python(code: str, cwd: Path, pythonpath: Path | None = None) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON object last."""
+    env = clean_env(pythonpath)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         cwd=cwd,
@@ -109,8 +115,7 @@ def test_installed_plugin_registers_the_strategy(installed: Path, tmp_path: Path
 
 def alscope_cli(*args: str, cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess:
     """The ``alscope`` command in a fresh interpreter that sees the installed plugin."""
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "MLFLOW_TRACKING_URI"}}
-    env["PYTHONPATH"] = str(pythonpath)
+    env = clean_env(pythonpath)
     return subprocess.run(
         [sys.executable, "-m", "alscope.cli", *args],
         cwd=cwd,
