@@ -112,12 +112,15 @@ def list_components(
     for k in _kind(kind):
         table = Table(title=f"{k} ({len(registry.specs(k))})", title_justify="left")  # type: ignore[arg-type]
         table.add_column("name", no_wrap=True)
+        if k == "strategy":
+            table.add_column("family", no_wrap=True)
         for col in ("summary", "domain", "distribution"):
             table.add_column(col, overflow="fold")
         names = set(registry.names(k))  # type: ignore[arg-type]
         for spec in registry.specs(k):  # type: ignore[arg-type]
             shown = spec.name if spec.name in names else spec.qualified_name
-            table.add_row(shown, spec.summary, ", ".join(spec.domains), spec.distribution)
+            family = [spec.family or "-"] if k == "strategy" else []
+            table.add_row(shown, *family, spec.summary, ", ".join(spec.domains), spec.distribution)
         out.print(table)
 
 
@@ -412,6 +415,9 @@ def run(
     amp: Annotated[
         bool | None, typer.Option("--amp/--no-amp", help="mixed precision (default: on for CUDA)")
     ] = None,
+    ensemble: Annotated[
+        int | None, typer.Option("--ensemble", help="deep ensemble of M models (ALScope's DeepEnsemble)")
+    ] = None,
     n_drop: Annotated[
         int | None, typer.Option("--n-drop", help="MC dropout samples (strategies that take n_drop)")
     ] = None,
@@ -463,6 +469,7 @@ def run(
             "n_query": n_query,
             "cycles": cycles,
             "trials": trials,
+            "ensemble": ensemble,
             "n_class": n_class,
             "data_dir": data_dir,
             "download": download,

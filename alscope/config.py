@@ -103,6 +103,12 @@ class ExperimentConfig(_Model):
     n_query: int = Field(default=20, ge=1, description="samples labeled per cycle")
     cycles: int = Field(default=5, ge=0, description="query rounds after the initial training")
     trials: int = Field(default=1, ge=1, description="repetitions, each with its own seed")
+    ensemble: int = Field(
+        default=1,
+        ge=1,
+        description="train M models per cycle (deep ensemble); test metrics use their mean "
+        "prediction and strategies that read sampled predictions read the M members",
+    )
     seed: int = Field(default=0, ge=0)
     n_class: int | None = Field(default=None, ge=2, description="checked against the dataset")
     data_dir: Path = Field(default_factory=default_data_dir)

@@ -30,6 +30,9 @@ class ComponentSpec:
         domains: the data domains the component works with.
         needs: for strategies, what they read from the model (``probs``, ``embeddings``,
             ``mc_samples``, ...), shown by ``alscope info`` before anything is imported.
+        family: for strategies, the family shown by ``alscope list``: ``baseline``,
+            ``uncertainty``, ``bayesian``, ``diversity``, ``hybrid``, ``model-based``,
+            ``open-set``, ``imbalance``.
         namespace: set by the registry: the entry-point name of the providing plugin
             (``core``, ``cv``, ...), usable as a qualifier: ``cv:resnet18``.
         distribution: set by the registry: the distribution that provides the plugin.
@@ -42,6 +45,7 @@ class ComponentSpec:
     paper: str = ""
     domains: tuple[Domain, ...] = ALL_DOMAINS
     needs: tuple[str, ...] = ()
+    family: str = ""
     namespace: str = ""
     distribution: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)

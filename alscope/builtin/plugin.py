@@ -5,47 +5,56 @@ Nothing here imports torch: each spec names its target, imported only when used.
 
 from __future__ import annotations
 
+from alscope.builtin.specs_diversity import DIVERSITY_STRATEGIES
+from alscope.builtin.specs_uncertainty import UNCERTAINTY_STRATEGIES
 from alscope.hookspecs import hookimpl
 from alscope.specs import BackboneSpec, ComponentSpec, DatasetSpec, ScenarioSpec, StrategySpec
 
 _S = "alscope.strategies"
 
 
+_CORE_STRATEGIES: list[ComponentSpec] = [
+    StrategySpec(
+        "random",
+        f"{_S}.random:RandomSampling",
+        "uniform random sampling (the baseline; also a cold-start strategy)",
+        aliases=("RandomSampling", "Rand"),
+        paper="baseline",
+        family="baseline",
+    ),
+    StrategySpec(
+        "least_confidence",
+        f"{_S}.uncertainty:LeastConfidence",
+        "lowest top-class probability",
+        aliases=("LeastConfidence", "CONF", "Confidence", "LC", "UncertaintyCONF"),
+        paper="Lewis & Gale, SIGIR 1994: A sequential algorithm for training text classifiers",
+        needs=("probs",),
+        family="uncertainty",
+    ),
+    StrategySpec(
+        "margin",
+        f"{_S}.uncertainty:MarginSampling",
+        "smallest gap between the two likeliest classes",
+        aliases=("Margin", "MarginSampling", "UncertaintyMargin", "SM"),
+        paper="Scheffer et al., IDA 2001: Active hidden Markov models for information extraction",
+        needs=("probs",),
+        family="uncertainty",
+    ),
+    StrategySpec(
+        "entropy",
+        f"{_S}.uncertainty:EntropySampling",
+        "highest predictive entropy",
+        aliases=("Entropy", "EntropySampling", "UncertaintyEntropy", "ENT"),
+        paper="Settles, 2009: Active Learning Literature Survey (Shannon entropy sampling)",
+        needs=("probs",),
+        family="uncertainty",
+    ),
+]
+
+
 @hookimpl
 def alscope_register_strategies() -> list[ComponentSpec]:
-    return [
-        StrategySpec(
-            "random",
-            f"{_S}.random:RandomSampling",
-            "uniform random sampling (the baseline; also a cold-start strategy)",
-            aliases=("RandomSampling", "Rand"),
-            paper="baseline",
-        ),
-        StrategySpec(
-            "least_confidence",
-            f"{_S}.uncertainty:LeastConfidence",
-            "lowest top-class probability",
-            aliases=("LeastConfidence", "CONF", "Confidence", "LC", "UncertaintyCONF"),
-            paper="Lewis & Gale, SIGIR 1994: A sequential algorithm for training text classifiers",
-            needs=("probs",),
-        ),
-        StrategySpec(
-            "margin",
-            f"{_S}.uncertainty:MarginSampling",
-            "smallest gap between the two likeliest classes",
-            aliases=("Margin", "MarginSampling", "UncertaintyMargin", "SM"),
-            paper="Scheffer et al., IDA 2001: Active hidden Markov models for information extraction",
-            needs=("probs",),
-        ),
-        StrategySpec(
-            "entropy",
-            f"{_S}.uncertainty:EntropySampling",
-            "highest predictive entropy",
-            aliases=("Entropy", "EntropySampling", "UncertaintyEntropy", "ENT"),
-            paper="Settles, 2009: Active Learning Literature Survey (Shannon entropy sampling)",
-            needs=("probs",),
-        ),
-    ]
+    return [*_CORE_STRATEGIES, *UNCERTAINTY_STRATEGIES, *DIVERSITY_STRATEGIES]
 
 
 @hookimpl

@@ -37,9 +37,10 @@ from alscope.tracking import Tracker, dumps, make_tracker, tags_for
 _PURPOSES = {"initial": 0, "model": 1, "train": 2, "select": 3, "dataset": 4}
 
 
-def derive_seed(seed: int, trial: int, cycle: int, purpose: str) -> int:
-    """A 31-bit seed for one use in one cycle of one trial, independent of the others."""
-    seq = np.random.SeedSequence(entropy=seed, spawn_key=(trial, cycle, _PURPOSES[purpose]))
+def derive_seed(seed: int, trial: int, cycle: int, purpose: str, member: int = 0) -> int:
+    """A 31-bit seed for one use in one cycle of one trial (and one ensemble member),
+    independent of every other use."""
+    seq = np.random.SeedSequence(entropy=seed, spawn_key=(trial, cycle, _PURPOSES[purpose], member))
     return int(seq.generate_state(1)[0] & 0x7FFFFFFF)
 
 
@@ -249,6 +250,13 @@ class Experiment:
                 f"{self.components.strategy_spec.name!r} needs "
                 f"{', '.join(strategy_probe.requirements().describe())}"
             )
+        if cfg.ensemble > 1 and strategy_probe.training_hooks() is not None:
+            raise ConfigError(
+                f"ensemble={cfg.ensemble} cannot be combined with strategy "
+                f"{self.components.strategy_spec.name!r}, which trains its own modules alongside the model"
+            )
+        if cfg.ensemble > 1 and cfg.training.warm_start:
+            raise ConfigError("ensemble > 1 and training.warm_start cannot be combined")
         self.state.tracking_uri = tracker.uri
         tags = tags_for(cfg)
         if cfg.backbone is None and self.components.backbone_spec is not None:
@@ -359,6 +367,7 @@ class Experiment:
         strategy.load_state_dict(ts.strategy_state)
         targets = torch.full((len(dataset.pool),), -1, dtype=torch.long)
         model: Backbone | None = None
+        members: list[Backbone] = []
         warm_path = self.run_dir / f"model-trial{trial}.pt"
         if cfg.training.warm_start and ts.cycles and warm_path.is_file():
             model = self.components.build_backbone(dataset)
@@ -389,11 +398,14 @@ class Experiment:
                 )
                 metrics["train_time"] = fit.train_time
                 metrics["train_loss"] = fit.final_loss
-                metrics.update(self._evaluate(model, dataset))
+                more, more_time = self._train_more_members(dataset, labeled, targets, trial, cycle)
+                members = [model, *more]
+                metrics["train_time"] += more_time
+                metrics.update(self._evaluate(members, dataset))
             selected: np.ndarray = np.empty(0, dtype=np.int64)
             if cycle < cfg.cycles:
                 selected, sel_time = self._select(
-                    strategy, model, dataset, prepared, labeled, ts, trial, cycle, hooks, modules
+                    strategy, members, dataset, prepared, labeled, ts, trial, cycle, hooks, modules
                 )
                 metrics["selection_time"] = sel_time
                 answers = prepared.oracle.label(selected)
@@ -420,7 +432,7 @@ class Experiment:
     def _select(
         self,
         strategy: Strategy,
-        model: Backbone | None,
+        members: list[Backbone],
         dataset: ALDataset,
         prepared: PreparedScenario,
         labeled: np.ndarray,
@@ -442,7 +454,7 @@ class Experiment:
         rng = np.random.default_rng(select_seed)
         start = time.perf_counter()
         view = compute_pool_view(
-            model,
+            members[0] if members else None,
             dataset.pool,
             unlabeled,
             labeled,
@@ -455,24 +467,47 @@ class Experiment:
             modules=modules,
             amp=amp_enabled(cfg.training, self.device),
             strategy=name,
+            ensemble=members if len(members) > 1 else None,
         )
         chosen = strategy.select(view, cfg.n_query, rng)
         selected = validate_selection(chosen, unlabeled, cfg.n_query, name)
         return selected, time.perf_counter() - start
 
-    def _evaluate(self, model: Backbone, dataset: ALDataset) -> dict[str, float]:
+    def _train_more_members(
+        self, dataset: ALDataset, labeled: np.ndarray, targets: torch.Tensor, trial: int, cycle: int
+    ) -> tuple[list[Backbone], float]:
+        """Members 1..M-1 of a deep ensemble (member 0 is the cycle's model), each with its
+        own initialisation and data order, and their training time."""
+        cfg = self.config
+        extra: list[Backbone] = []
+        seconds = 0.0
+        for member in range(1, cfg.ensemble):
+            torch.manual_seed(derive_seed(cfg.seed, trial, cycle, "model", member))
+            model = self.components.build_backbone(dataset)
+            seed = derive_seed(cfg.seed, trial, cycle, "train", member)
+            seconds += self.trainer.fit(model, dataset.pool, labeled, targets, seed=seed).train_time
+            extra.append(model)
+        return extra, seconds
+
+    def _evaluate(self, members: list[Backbone], dataset: ALDataset) -> dict[str, float]:
+        """Test metrics of the model, or of the ensemble's mean prediction."""
         cfg = self.config
         indices = np.arange(len(dataset.test), dtype=np.int64)
-        out = infer(
-            model,
-            dataset.test,
-            indices,
-            device=self.device,
-            batch_size=cfg.training.eval_batch_size,
-            probs=True,
-            amp=amp_enabled(cfg.training, self.device),
-        )
-        return classification_metrics(out["probs"].numpy(), dataset.test.labels, dataset.n_classes)
+        probs = torch.stack(
+            [
+                infer(
+                    model,
+                    dataset.test,
+                    indices,
+                    device=self.device,
+                    batch_size=cfg.training.eval_batch_size,
+                    probs=True,
+                    amp=amp_enabled(cfg.training, self.device),
+                )["probs"]
+                for model in members
+            ]
+        ).mean(dim=0)
+        return classification_metrics(probs.numpy(), dataset.test.labels, dataset.n_classes)
 
     def _log_cycle(self, ts: TrialState, record: CycleRecord, tracker: Tracker) -> None:
         tracker.log_metrics(ts.run_id, record.metrics, step=record.n_labeled)

@@ -139,10 +139,12 @@ def compute_pool_view(
     modules: dict[str, nn.Module] | None = None,
     amp: bool = False,
     strategy: str = "",
+    ensemble: list[Backbone] | None = None,
 ) -> PoolView:
     """The view a strategy selects from, computed in one pass over the unlabeled pool
     (plus one over the labeled set only when labeled embeddings or probabilities are
-    declared)."""
+    declared). With an ``ensemble``, ``probs`` is the members' mean and ``mc_probs``
+    stacks the members' predictions ``(U, M, C)`` in place of MC dropout samples."""
     req = requirements
     view = PoolView(
         unlabeled=unlabeled,
@@ -164,7 +166,7 @@ def compute_pool_view(
         probs=req.probs,
         logits=req.logits,
         embeddings=req.embeddings,
-        mc_samples=req.mc_samples,
+        mc_samples=0 if ensemble else req.mc_samples,
         hooks=hooks,
         modules=modules,
         extra_outputs=req.extra_outputs,
@@ -174,6 +176,20 @@ def compute_pool_view(
     view.probs, view.logits = out.get("probs"), out.get("logits")
     view.embeddings, view.mc_probs = out.get("embeddings"), out.get("mc_probs")
     view.extras = {k: out[k] for k in req.extra_outputs}
+    if ensemble:
+        member_probs = torch.stack(
+            [
+                infer(m, source, unlabeled, device=device, batch_size=batch_size, probs=True, amp=amp)[
+                    "probs"
+                ]
+                for m in ensemble
+            ],
+            dim=1,
+        )
+        if req.probs:
+            view.probs = member_probs.mean(dim=1)
+        if req.mc_samples:
+            view.mc_probs = member_probs
     if (req.labeled_embeddings or req.labeled_probs) and len(labeled):
         lab = infer(
             model,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from alscope.config import ExperimentConfig
 from alscope.engine.experiment import Experiment, run_experiment
@@ -202,3 +203,49 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
         steps = [m.step for m in client.get_metric_history(trial["run_id"], "accuracy")]
         assert sorted(steps) == [20, 35, 50, 65, 80]
     assert client.get_run(a["parent_run_id"]).info.status == "FINISHED"
+
+
+class _RecordsView(Strategy):
+    """Model-free picks that record what the pool view held."""
+
+    seen: list = []
+
+    def requirements(self):
+        from alscope.strategies.base import Requirements
+
+        return Requirements(probs=True, mc_samples=5)
+
+    def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
+        _RecordsView.seen.append(view)
+        return rng.choice(view.unlabeled, size=budget, replace=False)
+
+
+class _RecorderPlugin:
+    @hookimpl
+    def alscope_register_strategies(self):
+        return [StrategySpec("recorder", f"{__name__}:_RecordsView", "records views", paper="-")]
+
+
+def test_deep_ensemble_feeds_member_predictions_to_sampled_strategies(tmp_path):
+    _RecordsView.seen.clear()
+    registry = Registry(plugins={"rec": _RecorderPlugin()})
+    result = Experiment(quick(tmp_path, strategy="recorder", ensemble=3, cycles=1), registry=registry).run()
+    view = _RecordsView.seen[0]
+    assert view.mc_probs.shape == (view.n_unlabeled, 3, 10)  # members, not the 5 dropout samples
+    assert torch.allclose(view.probs, view.mc_probs.mean(dim=1))
+    # members differ (own initialisation and data order)
+    assert (view.mc_probs[:, 0] - view.mc_probs[:, 1]).abs().max() > 1e-3
+    assert "accuracy" in result.trials[0].cycles[0].metrics
+    again = Experiment(
+        quick(tmp_path / "b", strategy="recorder", ensemble=3, cycles=1), registry=registry
+    ).run()
+    assert again.trials[0].labeled == result.trials[0].labeled
+
+
+def test_mc_dropout_samples_without_ensemble(tmp_path):
+    _RecordsView.seen.clear()
+    registry = Registry(plugins={"rec": _RecorderPlugin()})
+    Experiment(quick(tmp_path, strategy="recorder", cycles=1), registry=registry).run()
+    view = _RecordsView.seen[0]
+    assert view.mc_probs.shape == (view.n_unlabeled, 5, 10)
+    assert (view.mc_probs[:, 0] - view.mc_probs[:, 1]).abs().max() > 1e-3
