@@ -114,8 +114,17 @@ class ExperimentConfig(_Model):
     data_dir: Path = Field(default_factory=default_data_dir)
     download: bool = Field(default=False, description="allow downloading datasets")
     results_dir: Path = Field(default_factory=default_results_dir)
+    cache_dir: Path | None = Field(
+        default=None,
+        description="caches that outlive a run (tokens, frozen-encoder embeddings); default: "
+        "ALSCOPE_CACHE_DIR or <results_dir>/cache",
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def resolved_cache_dir(self) -> Path:
+        env = os.environ.get("ALSCOPE_CACHE_DIR")
+        return self.cache_dir or (Path(env) if env else self.results_dir / "cache")
 
     def label(self) -> str:
         return f"{self.strategy.name}-{self.dataset.name}"

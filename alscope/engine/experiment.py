@@ -26,7 +26,7 @@ from alscope.engine.metrics import aubc, classification_metrics
 from alscope.engine.state import CycleRecord, RunState, TrialState
 from alscope.engine.trainer import Trainer, amp_enabled
 from alscope.errors import AlscopeError, BudgetError, ConfigError, DataError, ResumeError
-from alscope.models.base import Backbone
+from alscope.models.base import Backbone, PrepareContext
 from alscope.progress import Progress
 from alscope.registry import Registry, get_registry
 from alscope.scenarios.base import PreparedScenario, Scenario
@@ -195,6 +195,13 @@ class Experiment:
                 f"{dataset.n_classes} classes"
             )
         self.components.bind_dataset(dataset)
+        assert self.components.backbone_cls is not None
+        prepare_ctx = PrepareContext(
+            cfg.resolved_cache_dir(), self.device, cfg.training.eval_batch_size, cfg.seed
+        )
+        dataset = self.components.backbone_cls.prepare_dataset(
+            dataset, self.components.backbone_params, prepare_ctx
+        )
         prepared = self.components.scenario.prepare(dataset, cfg.seed)
         needed = cfg.n_initial + cfg.cycles * cfg.n_query
         if needed > len(prepared.candidates):
@@ -244,7 +251,7 @@ class Experiment:
         prepared = self._load_dataset()
         dataset = prepared.dataset
         strategy_probe = self.components.make_strategy()
-        if cfg.n_initial == 0 and strategy_probe.requirements().needs_model:
+        if cfg.n_initial == 0 and strategy_probe.requirements().needs_trained_model:
             raise ConfigError(
                 f"n_initial=0 (cold start) needs a strategy that selects without a trained model; "
                 f"{self.components.strategy_spec.name!r} needs "

@@ -11,6 +11,7 @@ from torch import nn
 from alscope.data.base import DataSource
 from alscope.engine.hooks import TrainingHooks
 from alscope.engine.mc_dropout import mc_dropout
+from alscope.errors import ModelError
 from alscope.models.base import Backbone, BackboneOutput
 from alscope.strategies.base import PoolView, Requirements
 
@@ -124,6 +125,22 @@ def _mc_probs(
     return torch.cat(chunks).permute(1, 0, 2)
 
 
+def input_features(source: DataSource, indices: np.ndarray, batch_size: int, strategy: str) -> torch.Tensor:
+    """Flattened evaluation-transformed inputs, ``(N, prod(shape))``: the embedding of a
+    sample before any model exists."""
+    chunks = []
+    for batch in source.batches(indices, batch_size=batch_size, train=False):
+        if not isinstance(batch.inputs, torch.Tensor):
+            raise ModelError(
+                f"strategy {strategy!r} needs embeddings before any model is trained (cold start), "
+                f"but these inputs are not feature tensors; label an initial set (--n-initial > 0)"
+            )
+        chunks.append(batch.inputs.flatten(1).float())
+    if not chunks:
+        return torch.empty(0, 0)
+    return torch.cat(chunks)
+
+
 def compute_pool_view(
     model: Backbone | None,
     source: DataSource,
@@ -154,7 +171,14 @@ def compute_pool_view(
         device=device,
         model=model if req.model else None,
     )
-    if model is None or not req.needs_model:
+    if model is None:
+        # Cold start: nothing is trained yet, so embeddings are the inputs themselves.
+        if req.embeddings:
+            view.embeddings = input_features(source, unlabeled, batch_size, strategy)
+        if req.labeled_embeddings and len(labeled):
+            view.labeled_embeddings = input_features(source, labeled, batch_size, strategy)
+        return view
+    if not req.needs_model:
         return view
     who = f"strategy {strategy!r}"
     out = infer(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -17,7 +18,18 @@ from pydantic import BaseModel
 from torch import nn
 
 from alscope.components import Component, NoParams, validate_params
-from alscope.data.base import InputSpec
+from alscope.data.base import ALDataset, InputSpec
+
+
+@dataclass(frozen=True)
+class PrepareContext:
+    """What :meth:`Backbone.prepare_dataset` may use: a cache folder that outlives the run,
+    the run's device and inference batch size, the experiment seed."""
+
+    cache_dir: Path
+    device: torch.device
+    batch_size: int
+    seed: int
 
 
 @dataclass
@@ -53,6 +65,18 @@ class Backbone(nn.Module):
     @classmethod
     def parameter_table(cls) -> list[tuple[str, str, str, str]]:
         return Component.parameter_table.__func__(cls)  # type: ignore[attr-defined]
+
+    @classmethod
+    def prepare_dataset(cls, dataset: ALDataset, params: Any, ctx: PrepareContext) -> ALDataset:
+        """Turn the loaded dataset into what this backbone consumes, once per experiment.
+
+        The default returns it unchanged. A text backbone tokenises here (and caches the
+        tokens under ``ctx.cache_dir``); a frozen encoder replaces the inputs by cached
+        embeddings so that only its head trains. Pool and test keep their sizes and
+        order: every index still means the same sample.
+        """
+        del params, ctx
+        return dataset
 
     def forward(self, inputs: Any, return_features: bool = False) -> BackboneOutput:
         raise NotImplementedError

@@ -52,6 +52,19 @@ class Requirements:
     model: bool = False
 
     @property
+    def needs_trained_model(self) -> bool:
+        """True unless only embeddings are asked for: those can come from the inputs
+        themselves when nothing is labeled yet (cold start)."""
+        return bool(
+            self.probs
+            or self.logits
+            or self.labeled_probs
+            or self.mc_samples
+            or self.extra_outputs
+            or self.model
+        )
+
+    @property
     def needs_model(self) -> bool:
         return any(bool(getattr(self, f.name)) for f in fields(self) if f.name != "model") or self.model
 

@@ -249,3 +249,77 @@ def test_mc_dropout_samples_without_ensemble(tmp_path):
     view = _RecordsView.seen[0]
     assert view.mc_probs.shape == (view.n_unlabeled, 5, 10)
     assert (view.mc_probs[:, 0] - view.mc_probs[:, 1]).abs().max() > 1e-3
+
+
+class _EmbeddingsOnly(Strategy):
+    """Farthest-from-mean picks from embeddings alone: usable before any model exists."""
+
+    seen: list = []
+
+    def requirements(self):
+        from alscope.strategies.base import Requirements
+
+        return Requirements(embeddings=True)
+
+    def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
+        _EmbeddingsOnly.seen.append(view)
+        emb = view.embeddings
+        far = (emb - emb.mean(dim=0)).norm(dim=1)
+        return view.unlabeled[np.argsort(-far.numpy(), kind="stable")[:budget]]
+
+
+class _PreparingMLP:
+    """An MLP whose prepare_dataset scales the inputs, counting its calls."""
+
+    calls = 0
+
+    @classmethod
+    def make(cls):
+        from alscope.data.base import TensorSource
+        from alscope.models.mlp import MLP
+
+        class Prepared(MLP):
+            @classmethod
+            def prepare_dataset(cls_, dataset, params, ctx):
+                _PreparingMLP.calls += 1
+                assert ctx.cache_dir.name == "cache"
+                dataset.pool = TensorSource(dataset.pool.inputs * 0 + 1.0, dataset.pool.labels)
+                return dataset
+
+        return Prepared
+
+
+class _ColdStartPlugin:
+    @hookimpl
+    def alscope_register_strategies(self):
+        return [StrategySpec("far", f"{__name__}:_EmbeddingsOnly", "embeddings only", paper="-")]
+
+    @hookimpl
+    def alscope_register_backbones(self):
+        from alscope.specs import BackboneSpec
+
+        return [BackboneSpec("prepared_mlp", f"{__name__}:PREPARED", "counts prepare calls")]
+
+
+PREPARED = _PreparingMLP.make()
+
+
+def test_cold_start_with_an_embeddings_strategy_uses_the_inputs(tmp_path):
+    _EmbeddingsOnly.seen.clear()
+    registry = Registry(plugins={"cold": _ColdStartPlugin()})
+    result = Experiment(quick(tmp_path, strategy="far", n_initial=0, cycles=2), registry=registry).run()
+    first = _EmbeddingsOnly.seen[0]
+    assert first.embeddings.shape == (first.n_unlabeled, 64)  # digits' 64 raw features
+    assert result.trials[0].cycles[1].n_labeled == 10 and "accuracy" in result.trials[0].cycles[1].metrics
+    second = _EmbeddingsOnly.seen[1]
+    assert second.embeddings.shape[1] == 128  # then the trained MLP's embedding
+
+
+def test_backbone_prepares_the_dataset_once_per_experiment(tmp_path):
+    _PreparingMLP.calls = 0
+    registry = Registry(plugins={"cold": _ColdStartPlugin()})
+    cfg = quick(tmp_path, backbone="prepared_mlp", trials=2, cycles=2)
+    result = Experiment(cfg, registry=registry).run()
+    assert _PreparingMLP.calls == 1
+    # constant inputs: the model cannot beat the majority class
+    assert result.trials[0].cycles[-1].metrics["accuracy"] < 0.2
