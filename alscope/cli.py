@@ -640,15 +640,16 @@ def _alscope_method(name: str | None, uncertainty: str | None) -> str | None:
 
 def _validate_names(cfg: ExperimentConfig) -> None:
     registry = get_registry()
-    registry.resolve("strategy", cfg.strategy.name)
-    registry.resolve("dataset", cfg.dataset.name)
-    registry.resolve("scenario", cfg.scenario.name)
+    registry.resolve_claimed("strategy", cfg.strategy.name)
+    registry.resolve_claimed("dataset", cfg.dataset.name)
+    registry.resolve_claimed("scenario", cfg.scenario.name)
     if cfg.backbone is not None:
-        registry.resolve("backbone", cfg.backbone.name)
+        registry.resolve_claimed("backbone", cfg.backbone.name)
 
 
 def _apply_n_drop(cfg: ExperimentConfig, n_drop: int) -> None:
-    target = get_registry().load("strategy", cfg.strategy.name)
+    registry = get_registry()
+    target = registry.load_spec("strategy", registry.resolve_claimed("strategy", cfg.strategy.name)[0])
     if "n_drop" in target.Params.model_fields:
         cfg.strategy.params = {**cfg.strategy.params, "n_drop": n_drop}
     else:

@@ -16,6 +16,8 @@ hook module must not import torch, torchvision or transformers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pluggy
 
 from alscope.specs import ComponentSpec
@@ -70,5 +72,23 @@ def alscope_register_scenarios() -> list[ComponentSpec]:
     :return: a list of :func:`~alscope.specs.ScenarioSpec`. Each target must be a
         subclass of :class:`alscope.scenarios.base.Scenario`, which turns a dataset
         into an experimental setting and owns the oracle that answers label queries.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def alscope_claim_name(kind: str, name: str) -> dict[str, Any] | None:
+    """Claim a name that no plugin registers, e.g. a local path or a hub id.
+
+    Called only when ``name`` resolves to no registered component of ``kind``, so a text
+    plugin can accept ``--backbone /models/minilm`` or ``--backbone roberta-large`` as
+    its generic transformer backbone, or a dataset plugin a file path. Must be cheap and
+    must not import torch.
+
+    :param kind: ``"strategy"``, ``"dataset"``, ``"backbone"`` or ``"scenario"``.
+    :param name: what the user typed.
+    :return: None to decline, or ``{"name": <a registered name>, "params": {...}}``: the
+        component to use and parameters that the user's own parameters override. The
+        first plugin that claims wins.
     """
     raise NotImplementedError

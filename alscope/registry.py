@@ -193,6 +193,27 @@ class Registry:
             )
         return matches[0]
 
+    def resolve_claimed(self, kind: ComponentKind, name: str) -> tuple[ComponentSpec, dict[str, Any]]:
+        """Like :meth:`resolve`, but a name no plugin registers may be claimed by one
+        (``alscope_claim_name``): returns the spec and the parameters the claim implies."""
+        try:
+            return self.resolve(kind, name), {}
+        except UnknownComponentError as unknown:
+            for impl in self._pm.hook.alscope_claim_name.get_hookimpls():
+                try:
+                    claim = impl.function(kind=kind, name=name)
+                except Exception as exc:
+                    warnings.warn(
+                        f"plugin {impl.plugin_name!r} failed in alscope_claim_name "
+                        f"({type(exc).__name__}: {exc})",
+                        PluginWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                if isinstance(claim, dict) and claim.get("name"):
+                    return self.resolve(kind, str(claim["name"])), dict(claim.get("params") or {})
+            raise unknown
+
     def suggest(self, kind: ComponentKind, name: str, n: int = 3) -> list[str]:
         """Canonical names closest to ``name`` (matching names and aliases alike)."""
         by_key: dict[str, str] = {}
@@ -208,7 +229,10 @@ class Registry:
 
     def load(self, kind: ComponentKind, name: str) -> Any:
         """Resolve a name and import its target."""
-        spec = self.resolve(kind, name)
+        return self.load_spec(kind, self.resolve(kind, name))
+
+    def load_spec(self, kind: ComponentKind, spec: ComponentSpec) -> Any:
+        """Import a spec's target, turning import problems into :class:`RegistryError`."""
         try:
             return spec.load()
         except (ImportError, AttributeError, ValueError) as exc:

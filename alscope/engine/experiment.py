@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from alscope.components import validate_params
-from alscope.config import ExperimentConfig
+from alscope.config import ComponentConfig, ExperimentConfig
 from alscope.data.base import ALDataset, DatasetFactory, LoadContext
 from alscope.engine.device import resolve_device
 from alscope.engine.inference import compute_pool_view, infer
@@ -79,37 +79,41 @@ class Components:
     def __init__(self, config: ExperimentConfig, registry: Registry) -> None:
         self.config = config
         self.registry = registry
-        self.strategy_spec = registry.resolve("strategy", config.strategy.name)
-        self.dataset_spec = registry.resolve("dataset", config.dataset.name)
-        self.scenario_spec = registry.resolve("scenario", config.scenario.name)
-        self.strategy_cls: type[Strategy] = registry.load("strategy", config.strategy.name)
-        self.dataset_cls: type[DatasetFactory] = registry.load("dataset", config.dataset.name)
-        self.scenario_cls: type[Scenario] = registry.load("scenario", config.scenario.name)
+        self.strategy_spec, self.strategy_cls, self.strategy_params = self._resolve(
+            "strategy", config.strategy
+        )
+        self.dataset_spec, self.dataset_cls, dataset_params = self._resolve("dataset", config.dataset)
+        self.scenario_spec, self.scenario_cls, scenario_params = self._resolve("scenario", config.scenario)
         # Validate every parameter before anything is loaded or trained.
         self.make_strategy()
-        self.dataset_factory = self.dataset_cls(config.dataset.params)
-        self.scenario = self.scenario_cls(config.scenario.params)
+        self.dataset_factory: DatasetFactory = self.dataset_cls(dataset_params)
+        self.dataset_factory.component_name = self.dataset_spec.name
+        self.scenario: Scenario = self.scenario_cls(scenario_params)
         self.backbone_spec: ComponentSpec | None = None
         self.backbone_cls: type[Backbone] | None = None
         if config.backbone is not None:
-            self._resolve_backbone(config.backbone.name)
+            self._resolve_backbone(config.backbone)
+
+    def _resolve(self, kind: Any, component: ComponentConfig) -> tuple[ComponentSpec, Any, dict[str, Any]]:
+        """Spec, target class and parameters (a claimed name's implied ones, then the user's)."""
+        spec, implied = self.registry.resolve_claimed(kind, component.name)
+        return spec, self.registry.load_spec(kind, spec), {**implied, **component.params}
 
     def make_strategy(self) -> Strategy:
-        strategy = self.strategy_cls(self.config.strategy.params)
+        strategy = self.strategy_cls(self.strategy_params)
         strategy.component_name = self.strategy_spec.name
         return strategy
 
-    def _resolve_backbone(self, name: str) -> None:
-        self.backbone_spec = self.registry.resolve("backbone", name)
-        self.backbone_cls = self.registry.load("backbone", name)
-        params = self.config.backbone.params if self.config.backbone else {}
+    def _resolve_backbone(self, component: ComponentConfig) -> None:
+        self.backbone_spec, self.backbone_cls, params = self._resolve("backbone", component)
+        assert self.backbone_cls is not None
         self.backbone_params = validate_params(
             self.backbone_cls.Params, params, f"backbone {self.backbone_spec.name}"
         )
 
     def bind_dataset(self, dataset: ALDataset) -> None:
         if self.backbone_cls is None:
-            self._resolve_backbone(dataset.default_backbone)
+            self._resolve_backbone(ComponentConfig(name=dataset.default_backbone))
         assert self.backbone_spec is not None
         if dataset.domain not in self.backbone_spec.domains:
             raise ConfigError(

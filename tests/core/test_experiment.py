@@ -323,3 +323,38 @@ def test_backbone_prepares_the_dataset_once_per_experiment(tmp_path):
     assert _PreparingMLP.calls == 1
     # constant inputs: the model cannot beat the majority class
     assert result.trials[0].cycles[-1].metrics["accuracy"] < 0.2
+
+
+class _ClaimsWidths:
+    """Claims backbone names like ``mlp-64x32`` as the MLP with those widths."""
+
+    @hookimpl
+    def alscope_claim_name(self, kind, name):
+        if kind == "backbone" and name.startswith("mlp-"):
+            return {"name": "mlp", "params": {"hidden_sizes": [int(w) for w in name[4:].split("x")]}}
+        return None
+
+
+class _BrokenClaim:
+    @hookimpl
+    def alscope_claim_name(self, kind, name):
+        raise RuntimeError("boom")
+
+
+def test_a_plugin_can_claim_unregistered_names(tmp_path):
+    registry = Registry(plugins={"claims": _ClaimsWidths()})
+    spec, params = registry.resolve_claimed("backbone", "mlp-64x32")
+    assert spec.name == "mlp" and params == {"hidden_sizes": [64, 32]}
+    cfg = quick(tmp_path, backbone={"name": "mlp-16", "params": {"dropout": 0.1}}, cycles=0)
+    experiment = Experiment(cfg, registry=registry)
+    assert experiment.components.backbone_params.hidden_sizes == [16]
+    assert experiment.components.backbone_params.dropout == 0.1
+    experiment.run()
+    from alscope.errors import UnknownComponentError
+
+    with pytest.raises(UnknownComponentError, match="did you mean 'mlp'"):
+        registry.resolve_claimed("backbone", "mpl")
+    with pytest.warns(UserWarning, match="failed in alscope_claim_name"):
+        broken = Registry(plugins={"broken": _BrokenClaim()})
+        with pytest.raises(UnknownComponentError):
+            broken.resolve_claimed("backbone", "nothing-here")
