@@ -47,7 +47,14 @@ class TrainingConfig(_Model):
     lr: float = Field(default=1e-3, gt=0)
     momentum: float = Field(default=0.9, ge=0, description="SGD momentum")
     weight_decay: float = Field(default=0.0, ge=0)
-    scheduler: Literal["none", "multistep", "cosine"] = "none"
+    scheduler: Literal["none", "multistep", "cosine", "linear"] = Field(
+        default="none",
+        description="per-epoch multistep or cosine, or per-step linear warm-up then linear decay "
+        "to zero (the transformer fine-tuning recipe)",
+    )
+    warmup_fraction: float = Field(
+        default=0.1, ge=0, lt=1, description="linear: share of the training steps spent warming up"
+    )
     milestones: list[int] = Field(
         default_factory=list, description="multistep: epochs at which the lr is multiplied by gamma"
     )

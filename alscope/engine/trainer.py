@@ -29,8 +29,19 @@ def build_optimizer(params: Iterator[nn.Parameter] | list, config: TrainingConfi
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainingConfig
+    optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int = 0
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule; ``linear`` steps per batch over ``total_steps``, the
+    others per epoch."""
+    if config.scheduler == "linear":
+        warmup = int(total_steps * config.warmup_fraction)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if config.scheduler == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=config.milestones, gamma=config.gamma
@@ -98,14 +109,22 @@ class Trainer:
         for name, module in modules.items():
             opt = hooks.make_optimizer(name, module, cfg) or build_optimizer(module.parameters(), cfg)
             optimizers.append(opt)
-        schedulers = [s for s in (build_scheduler(o, cfg) for o in optimizers) if s is not None]
+        # A batch of one breaks BatchNorm in training mode; drop such a tail batch.
+        drop_last = len(labeled) % cfg.batch_size == 1 and len(labeled) > 1
+        steps_per_epoch = len(labeled) // cfg.batch_size + (
+            0 if drop_last or len(labeled) % cfg.batch_size == 0 else 1
+        )
+        schedulers = [
+            s
+            for s in (build_scheduler(o, cfg, cfg.epochs * steps_per_epoch) for o in optimizers)
+            if s is not None
+        ]
+        per_step = cfg.scheduler == "linear"
         use_amp = amp_enabled(cfg, device)
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         criterion = nn.CrossEntropyLoss(reduction="none")
         fit = FitContext(model, labeled, cfg.epochs, device, modules)
         hooks.on_fit_start(fit)
-        # A batch of one breaks BatchNorm in training mode; drop such a tail batch.
-        drop_last = len(labeled) % cfg.batch_size == 1 and len(labeled) > 1
         start = time.perf_counter()
         step, epoch_loss = 0, float("nan")
         for epoch in range(cfg.epochs):
@@ -138,12 +157,16 @@ class Trainer:
                 for opt in optimizers:
                     scaler.step(opt)
                 scaler.update()
+                if per_step:
+                    for sched in schedulers:
+                        sched.step()
                 hooks.on_batch_end(ctx)
                 total += float(loss.detach()) * len(batch)
                 count += len(batch)
                 step += 1
-            for sched in schedulers:
-                sched.step()
+            if not per_step:
+                for sched in schedulers:
+                    sched.step()
             epoch_loss = total / max(count, 1)
             hooks.on_epoch_end(epoch, fit)
             if on_epoch is not None:

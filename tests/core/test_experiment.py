@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -358,3 +359,27 @@ def test_a_plugin_can_claim_unregistered_names(tmp_path):
         broken = Registry(plugins={"broken": _BrokenClaim()})
         with pytest.raises(UnknownComponentError):
             broken.resolve_claimed("backbone", "nothing-here")
+
+
+def test_linear_warmup_then_decay_steps_per_batch():
+    from alscope.config import TrainingConfig
+    from alscope.engine.trainer import build_scheduler
+
+    cfg = TrainingConfig(scheduler="linear", warmup_fraction=0.2, lr=1.0)
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = build_scheduler(opt, cfg, total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] < lrs[1] < lrs[2]  # warm-up over the first 2 steps
+    assert lrs[2] == pytest.approx(1.0)
+    assert all(a > b for a, b in itertools.pairwise(lrs[2:]))  # then linear decay
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0)
+
+
+def test_linear_schedule_runs_in_an_experiment(tmp_path):
+    result = run_experiment(quick(tmp_path, cycles=1, training={"epochs": 3, "scheduler": "linear"}))
+    assert "accuracy" in result.trials[0].cycles[-1].metrics
