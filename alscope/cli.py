@@ -424,6 +424,25 @@ def run(
     n_class: Annotated[
         int | None, typer.Option("--n-class", help="expected number of classes (checked)")
     ] = None,
+    epoch_loss: Annotated[
+        int | None,
+        typer.Option(
+            "--epoch-loss",
+            help="ALScope: epoch after which Learning Loss-style modules stop sending gradients "
+            "into the backbone (strategies that take epoch_loss)",
+        ),
+    ] = None,
+    calibrate: Annotated[
+        str | None,
+        typer.Option(help="none or temperature: temperature scaling on a held-out part of the labeled set"),
+    ] = None,
+    bias_correction: Annotated[
+        str | None,
+        typer.Option(
+            "--bias-correction",
+            help="none, pure or lure: bias-corrected training loss (needs a stochastic strategy)",
+        ),
+    ] = None,
     openset: Annotated[bool, typer.Option("--openset", help="ALScope: open-set scenario")] = False,
     ood_rate: Annotated[float | None, typer.Option("--ood-rate", help="ALScope: open-set OOD rate")] = None,
     imb_factor: Annotated[
@@ -482,6 +501,8 @@ def run(
             "training.scheduler": scheduler,
             "training.device": device,
             "training.amp": amp,
+            "training.calibrate": calibrate,
+            "training.bias_correction": bias_correction,
             "tracking.uri": tracking_uri,
             "tracking.experiment": experiment,
         }
@@ -558,6 +579,8 @@ def run(
             _validate_names(cfg)
             if n_drop is not None:
                 _apply_n_drop(cfg, n_drop)
+            if epoch_loss is not None:
+                _apply_strategy_flag(cfg, "epoch_loss", epoch_loss)
     except AlscopeError as exc:
         raise _fail(str(exc)) from None
     _run_members(configs, quiet, as_json)
@@ -645,6 +668,17 @@ def _validate_names(cfg: ExperimentConfig) -> None:
     registry.resolve_claimed("scenario", cfg.scenario.name)
     if cfg.backbone is not None:
         registry.resolve_claimed("backbone", cfg.backbone.name)
+
+
+def _apply_strategy_flag(cfg: ExperimentConfig, name: str, value: Any) -> None:
+    """A global ALScope flag that maps to a strategy parameter, where the strategy has it."""
+    registry = get_registry()
+    target = registry.load_spec("strategy", registry.resolve_claimed("strategy", cfg.strategy.name)[0])
+    if name in target.Params.model_fields:
+        cfg.strategy.params = {**cfg.strategy.params, name: value}
+    else:
+        flag = "--" + name.replace("_", "-")
+        warnings.warn(f"{flag} ignored: strategy {cfg.strategy.name!r} takes no {name}", stacklevel=1)
 
 
 def _apply_n_drop(cfg: ExperimentConfig, n_drop: int) -> None:

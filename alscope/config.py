@@ -66,6 +66,19 @@ class TrainingConfig(_Model):
         default=False, description="continue from the previous cycle's model instead of a fresh one"
     )
     num_workers: int = Field(default=0, ge=0, description="DataLoader workers for file datasets")
+    calibrate: Literal["none", "temperature"] = Field(
+        default="none",
+        description="temperature: fit a temperature (Guo et al. 2017) on a held-out part of the "
+        "labeled set each cycle; test metrics and the strategy's probabilities use it",
+    )
+    calibration_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="temperature: share of the labeled set held out to fit it"
+    )
+    bias_correction: Literal["none", "pure", "lure"] = Field(
+        default="none",
+        description="weight each labeled sample's loss by PURE or LURE (Farquhar et al. 2021) from "
+        "its acquisition probability; needs a stochastic strategy",
+    )
 
     @field_validator("device")
     @classmethod

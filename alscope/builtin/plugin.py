@@ -6,6 +6,7 @@ Nothing here imports torch: each spec names its target, imported only when used.
 from __future__ import annotations
 
 from alscope.builtin.specs_diversity import DIVERSITY_STRATEGIES
+from alscope.builtin.specs_model_based import MODEL_BASED_STRATEGIES
 from alscope.builtin.specs_uncertainty import UNCERTAINTY_STRATEGIES
 from alscope.hookspecs import hookimpl
 from alscope.specs import BackboneSpec, ComponentSpec, DatasetSpec, ScenarioSpec, StrategySpec
@@ -54,7 +55,7 @@ _CORE_STRATEGIES: list[ComponentSpec] = [
 
 @hookimpl
 def alscope_register_strategies() -> list[ComponentSpec]:
-    return [*_CORE_STRATEGIES, *UNCERTAINTY_STRATEGIES, *DIVERSITY_STRATEGIES]
+    return [*_CORE_STRATEGIES, *UNCERTAINTY_STRATEGIES, *DIVERSITY_STRATEGIES, *MODEL_BASED_STRATEGIES]
 
 
 @hookimpl

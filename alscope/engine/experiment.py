@@ -20,21 +20,23 @@ import torch
 from alscope.components import validate_params
 from alscope.config import ComponentConfig, ExperimentConfig
 from alscope.data.base import ALDataset, DatasetFactory, LoadContext
+from alscope.engine.bias_correction import bias_correction_weights, uniform_probabilities
+from alscope.engine.calibration import TemperatureScaled, calibration_split, fit_temperature
 from alscope.engine.device import resolve_device
 from alscope.engine.inference import compute_pool_view, infer
 from alscope.engine.metrics import aubc, classification_metrics
 from alscope.engine.state import CycleRecord, RunState, TrialState
 from alscope.engine.trainer import Trainer, amp_enabled
-from alscope.errors import AlscopeError, BudgetError, ConfigError, DataError, ResumeError
+from alscope.errors import AlscopeError, BudgetError, ConfigError, DataError, ResumeError, SelectionError
 from alscope.models.base import Backbone, PrepareContext
 from alscope.progress import Progress
 from alscope.registry import Registry, get_registry
 from alscope.scenarios.base import PreparedScenario, Scenario
 from alscope.specs import ComponentSpec
-from alscope.strategies.base import Strategy, validate_selection
+from alscope.strategies.base import Strategy, has_proposal, sequential_probabilities, validate_selection
 from alscope.tracking import Tracker, dumps, make_tracker, tags_for
 
-_PURPOSES = {"initial": 0, "model": 1, "train": 2, "select": 3, "dataset": 4}
+_PURPOSES = {"initial": 0, "model": 1, "train": 2, "select": 3, "dataset": 4, "calibrate": 5}
 
 
 def derive_seed(seed: int, trial: int, cycle: int, purpose: str, member: int = 0) -> int:
@@ -268,6 +270,12 @@ class Experiment:
             )
         if cfg.ensemble > 1 and cfg.training.warm_start:
             raise ConfigError("ensemble > 1 and training.warm_start cannot be combined")
+        if cfg.training.bias_correction != "none" and not has_proposal(strategy_probe):
+            raise ConfigError(
+                f"training.bias_correction={cfg.training.bias_correction!r} needs a stochastic strategy "
+                f"(one that draws its batch from a proposal it reports through Strategy.proposal); "
+                f"{self.components.strategy_spec.name!r} selects deterministically"
+            )
         self.state.tracking_uri = tracker.uri
         tags = tags_for(cfg)
         if cfg.backbone is None and self.components.backbone_spec is not None:
@@ -369,7 +377,15 @@ class Experiment:
                 labeled=initial.tolist(),
                 labels=prepared.oracle.label(initial).tolist(),
             )
+            if cfg.training.bias_correction != "none":
+                # the initial set counts as uniform draws (LURE weight exactly 1)
+                ts.acquisition_probs = uniform_probabilities(len(initial), len(prepared.candidates)).tolist()
             self.state.trials.append(ts)
+        if cfg.training.bias_correction != "none" and len(ts.acquisition_probs) != len(ts.labeled):
+            raise ResumeError(
+                f"trial {trial} records {len(ts.acquisition_probs)} acquisition probabilities for "
+                f"{len(ts.labeled)} labeled samples; bias correction cannot continue this run"
+            )
         ts.run_id = tracker.start_trial(self.state.parent_run_id, trial, tags, existing=ts.run_id)
         self.state.save(self.run_dir)
         self._reconcile_logging(ts, tracker)
@@ -394,30 +410,46 @@ class Experiment:
                 if model is None or not cfg.training.warm_start:
                     torch.manual_seed(derive_seed(cfg.seed, trial, cycle, "model"))
                     model = self.components.build_backbone(dataset)
+                train_set, held_out = labeled, np.empty(0, dtype=np.int64)
+                if cfg.training.calibrate == "temperature":
+                    train_set, held_out = calibration_split(
+                        labeled,
+                        cfg.training.calibration_fraction,
+                        derive_seed(cfg.seed, trial, cycle, "calibrate"),
+                    )
+                weights = self._bias_weights(ts, len(prepared.candidates), len(dataset.pool))
                 # The hooks' modules are built once per cycle and shared by training and
                 # the pool pass, so predicted quantities come from the trained modules.
+                if hooks is not None:
+                    hooks.bind(model, dataset.pool)
                 modules = hooks.modules() if hooks is not None else {}
                 fit = self.trainer.fit(
                     model,
                     dataset.pool,
-                    labeled,
+                    train_set,
                     targets,
                     seed=derive_seed(cfg.seed, trial, cycle, "train"),
                     hooks=hooks,
                     modules=modules,
                     on_epoch=self.progress.epoch_end,
+                    unlabeled=_unlabeled(dataset, prepared, labeled),
+                    sample_weights=weights,
                 )
                 metrics["train_time"] = fit.train_time
                 metrics["train_loss"] = fit.final_loss
-                more, more_time = self._train_more_members(dataset, labeled, targets, trial, cycle)
+                more, more_time = self._train_more_members(dataset, train_set, targets, trial, cycle, weights)
                 members = [model, *more]
                 metrics["train_time"] += more_time
+                if len(held_out):
+                    members, metrics["temperature"] = self._calibrate(members, dataset, held_out, targets)
                 metrics.update(self._evaluate(members, dataset))
             selected: np.ndarray = np.empty(0, dtype=np.int64)
             if cycle < cfg.cycles:
-                selected, sel_time = self._select(
+                selected, sel_time, probs = self._select(
                     strategy, members, dataset, prepared, labeled, ts, trial, cycle, hooks, modules
                 )
+                if probs is not None:
+                    ts.acquisition_probs.extend(float(q) for q in probs)
                 metrics["selection_time"] = sel_time
                 answers = prepared.oracle.label(selected)
                 for cls, count in zip(*np.unique(answers, return_counts=True), strict=True):
@@ -452,14 +484,12 @@ class Experiment:
         cycle: int,
         hooks: Any,
         modules: dict[str, Any],
-    ) -> tuple[np.ndarray, float]:
+    ) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """The validated selection, its time and, with bias correction, each pick's
+        acquisition probability."""
         cfg = self.config
         name = self.components.strategy_spec.name
-        is_unlabeled = np.ones(len(dataset.pool), dtype=bool)
-        is_unlabeled[labeled] = False
-        candidate_mask = np.zeros(len(dataset.pool), dtype=bool)
-        candidate_mask[prepared.candidates] = True
-        unlabeled = np.flatnonzero(is_unlabeled & candidate_mask)
+        unlabeled = _unlabeled(dataset, prepared, labeled)
         select_seed = derive_seed(cfg.seed, trial, cycle, "select")
         torch.manual_seed(select_seed)
         rng = np.random.default_rng(select_seed)
@@ -482,10 +512,57 @@ class Experiment:
         )
         chosen = strategy.select(view, cfg.n_query, rng)
         selected = validate_selection(chosen, unlabeled, cfg.n_query, name)
-        return selected, time.perf_counter() - start
+        probs = None
+        if cfg.training.bias_correction != "none":
+            proposal = strategy.proposal(view)
+            if proposal is None or len(proposal) != len(unlabeled):
+                raise SelectionError(f"strategy {name!r} returned no proposal over the unlabeled pool")
+            position = np.searchsorted(unlabeled, selected)  # unlabeled is sorted
+            probs = sequential_probabilities(proposal, position)
+            if np.any(probs <= 0):
+                raise SelectionError(
+                    f"strategy {name!r} selected samples to which its proposal gives probability 0"
+                )
+        return selected, time.perf_counter() - start, probs
+
+    def _bias_weights(self, ts: TrialState, n_candidates: int, n_pool: int) -> torch.Tensor | None:
+        """Pool-sized PURE/LURE loss weights of the labeled samples (None: no correction)."""
+        method = self.config.training.bias_correction
+        if method == "none":
+            return None
+        w = bias_correction_weights(np.asarray(ts.acquisition_probs), n_candidates, method)
+        weights = torch.ones(n_pool, dtype=torch.float32)
+        weights[torch.as_tensor(ts.labeled, dtype=torch.long)] = torch.from_numpy(w).float()
+        return weights
+
+    def _calibrate(
+        self, members: list[Backbone], dataset: ALDataset, held_out: np.ndarray, targets: torch.Tensor
+    ) -> tuple[list[Backbone], float]:
+        """Each member wrapped with the temperature fitted on the held-out labeled samples,
+        and the first member's temperature."""
+        cfg = self.config
+        scaled: list[TemperatureScaled] = []
+        for model in members:
+            logits = infer(
+                model,
+                dataset.pool,
+                held_out,
+                device=self.device,
+                batch_size=cfg.training.eval_batch_size,
+                logits=True,
+                amp=amp_enabled(cfg.training, self.device),
+            )["logits"]
+            scaled.append(TemperatureScaled(model, fit_temperature(logits, targets[held_out])))
+        return list(scaled), scaled[0].temperature
 
     def _train_more_members(
-        self, dataset: ALDataset, labeled: np.ndarray, targets: torch.Tensor, trial: int, cycle: int
+        self,
+        dataset: ALDataset,
+        labeled: np.ndarray,
+        targets: torch.Tensor,
+        trial: int,
+        cycle: int,
+        weights: torch.Tensor | None = None,
     ) -> tuple[list[Backbone], float]:
         """Members 1..M-1 of a deep ensemble (member 0 is the cycle's model), each with its
         own initialisation and data order, and their training time."""
@@ -496,7 +573,9 @@ class Experiment:
             torch.manual_seed(derive_seed(cfg.seed, trial, cycle, "model", member))
             model = self.components.build_backbone(dataset)
             seed = derive_seed(cfg.seed, trial, cycle, "train", member)
-            seconds += self.trainer.fit(model, dataset.pool, labeled, targets, seed=seed).train_time
+            seconds += self.trainer.fit(
+                model, dataset.pool, labeled, targets, seed=seed, sample_weights=weights
+            ).train_time
             extra.append(model)
         return extra, seconds
 
@@ -542,6 +621,15 @@ class Experiment:
             else:
                 self._log_cycle(ts, record, tracker)
         self.state.save(self.run_dir)
+
+
+def _unlabeled(dataset: ALDataset, prepared: PreparedScenario, labeled: np.ndarray) -> np.ndarray:
+    """The scenario's candidates not yet labeled, sorted."""
+    is_unlabeled = np.ones(len(dataset.pool), dtype=bool)
+    is_unlabeled[labeled] = False
+    candidate_mask = np.zeros(len(dataset.pool), dtype=bool)
+    candidate_mask[prepared.candidates] = True
+    return np.flatnonzero(is_unlabeled & candidate_mask)
 
 
 def _trial_aubc(ts: TrialState) -> float:

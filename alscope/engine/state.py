@@ -35,6 +35,9 @@ class TrialState:
     labels: list[int] = field(default_factory=list)
     cycles: list[CycleRecord] = field(default_factory=list)
     strategy_state: dict[str, Any] = field(default_factory=dict)
+    #: with training.bias_correction: each labeled sample's acquisition probability,
+    #: aligned with ``labeled`` (PURE/LURE weights are recomputed from it every cycle)
+    acquisition_probs: list[float] = field(default_factory=list)
     run_id: str | None = None
     done: bool = False
 

@@ -90,12 +90,18 @@ class Trainer:
         hooks: TrainingHooks | None = None,
         modules: dict[str, nn.Module] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
+        unlabeled: np.ndarray | None = None,
+        sample_weights: torch.Tensor | None = None,
     ) -> FitResult:
         """Train on ``labeled`` pool indices whose labels are ``targets[index]``.
 
         ``seed`` fixes shuffling and dropout, so the same seed gives the same model on
         the same machine. ``modules`` are the hooks' extra modules (default: built here
-        with ``hooks.modules()``); pass them to keep using them after training.
+        with ``hooks.bind`` and ``hooks.modules()``); pass them to keep using them after
+        training. ``unlabeled`` pool indices reach the hooks (``FitContext``) for
+        strategies that train on unlabeled data. ``sample_weights`` (pool-sized) weight
+        each sample's loss (PURE/LURE bias correction); hooks' pseudo-labeled samples
+        weigh 1.
         """
         cfg, device = self.config, self.device
         hooks = hooks or TrainingHooks()
@@ -103,17 +109,33 @@ class Trainer:
         generator = torch.Generator().manual_seed(seed)
         model.to(device).train()
         if modules is None:
+            hooks.bind(model, source)
             modules = hooks.modules()
         modules = {name: m.to(device).train() for name, m in modules.items()}
         optimizers = [build_optimizer(model.parameters(), cfg)]
         for name, module in modules.items():
+            if name in hooks.self_trained:
+                continue
             opt = hooks.make_optimizer(name, module, cfg) or build_optimizer(module.parameters(), cfg)
             optimizers.append(opt)
+        labeled = np.asarray(labeled, dtype=np.int64)
+        train_indices, pseudo = labeled, np.empty(0, dtype=np.int64)
+        pseudo_labels = hooks.pseudo_labels()
+        if pseudo_labels is not None and len(pseudo_labels[0]):
+            idx, lab = (np.asarray(a, dtype=np.int64) for a in pseudo_labels)
+            keep = ~np.isin(idx, labeled)
+            pseudo = idx[keep]
+            targets = targets.clone()
+            targets[torch.from_numpy(pseudo)] = torch.from_numpy(lab[keep])
+            train_indices = np.concatenate([labeled, pseudo])
+        weights = None
+        if sample_weights is not None:
+            weights = torch.ones(len(targets), dtype=torch.float32)
+            weights[torch.from_numpy(labeled)] = sample_weights[torch.from_numpy(labeled)].float()
         # A batch of one breaks BatchNorm in training mode; drop such a tail batch.
-        drop_last = len(labeled) % cfg.batch_size == 1 and len(labeled) > 1
-        steps_per_epoch = len(labeled) // cfg.batch_size + (
-            0 if drop_last or len(labeled) % cfg.batch_size == 0 else 1
-        )
+        n_train = len(train_indices)
+        drop_last = n_train % cfg.batch_size == 1 and n_train > 1
+        steps_per_epoch = n_train // cfg.batch_size + (0 if drop_last or n_train % cfg.batch_size == 0 else 1)
         schedulers = [
             s
             for s in (build_scheduler(o, cfg, cfg.epochs * steps_per_epoch) for o in optimizers)
@@ -123,14 +145,28 @@ class Trainer:
         use_amp = amp_enabled(cfg, device)
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         criterion = nn.CrossEntropyLoss(reduction="none")
-        fit = FitContext(model, labeled, cfg.epochs, device, modules)
+        fit = FitContext(
+            model,
+            labeled,
+            cfg.epochs,
+            device,
+            modules,
+            source=source,
+            unlabeled_indices=np.empty(0, dtype=np.int64)
+            if unlabeled is None
+            else np.asarray(unlabeled, dtype=np.int64),
+            targets=targets,
+            pseudo_indices=pseudo,
+            generator=torch.Generator().manual_seed((seed + 1) % 2**31),
+            config=cfg,
+        )
         hooks.on_fit_start(fit)
         start = time.perf_counter()
         step, epoch_loss = 0, float("nan")
         for epoch in range(cfg.epochs):
             total, count = 0.0, 0
             for batch in source.batches(
-                labeled,
+                train_indices,
                 batch_size=cfg.batch_size,
                 train=True,
                 shuffle=True,
@@ -143,7 +179,10 @@ class Trainer:
                     output = model(inputs, return_features=hooks.wants_features)
                     per_sample = criterion(output.logits.float(), y)
                     ctx = BatchContext(epoch, step, batch.indices, inputs, y, output, per_sample, fit)
-                    loss = per_sample.mean()
+                    if weights is None:
+                        loss = per_sample.mean()
+                    else:
+                        loss = (per_sample * weights[batch.indices].to(device)).mean()
                     extra = hooks.extra_loss(ctx)
                     if extra is not None:
                         loss = loss + extra

@@ -208,6 +208,20 @@ class Strategy(Component):
         """Modules and losses this strategy adds to training (None: plain training)."""
         return None
 
+    def proposal(self, view: PoolView) -> torch.Tensor | None:
+        """A stochastic strategy's proposal: non-negative weights ``(U,)`` over
+        ``view.unlabeled`` from which :meth:`select` draws its batch one sample at a time
+        without replacement (each draw ``∝ weight`` among the samples not drawn yet; once
+        only zero weights remain, uniformly), returning the samples in the order drawn.
+
+        ``None`` (the default) marks a deterministic strategy. The engine turns the
+        proposal and the selection into each pick's acquisition probability
+        (:func:`sequential_probabilities`), which the PURE/LURE bias-corrected losses
+        (``training.bias_correction``) need; they refuse strategies without a proposal.
+        """
+        del view
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """State kept across cycles (saved in checkpoints so a resumed run continues)."""
         return {}
@@ -254,6 +268,32 @@ def top_k(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         candidates = np.arange(len(shuffled))
     order = candidates[np.argsort(-shuffled[candidates], kind="stable")][:k]
     return perm[order]
+
+
+def has_proposal(strategy: Strategy) -> bool:
+    """True when the strategy overrides :meth:`Strategy.proposal` (it is stochastic)."""
+    return type(strategy).proposal is not Strategy.proposal
+
+
+def sequential_probabilities(weights: Any, positions: np.ndarray) -> np.ndarray:
+    """The probability of each draw of a sequential draw without replacement.
+
+    ``positions`` index ``weights`` in the order the samples were drawn; draw ``m`` had
+    probability ``w[i_m] / sum(w over samples not drawn before)``, or ``1 / (samples
+    left)`` once only zero weights remain. A zero-weight sample drawn while positive
+    weight remained gets 0 (the draw did not follow the proposal).
+    """
+    raw = weights.detach().cpu().numpy() if isinstance(weights, torch.Tensor) else weights
+    w = np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0, posinf=0.0).clip(min=0.0)
+    positions = np.asarray(positions, dtype=np.int64)
+    drawn = w[positions]
+    never = np.ones(len(w), dtype=bool)
+    never[positions] = False
+    # weight not drawn before draw m: the never-drawn samples plus draws m, m+1, ...
+    left = w[never].sum() + np.cumsum(drawn[::-1])[::-1]
+    n_left = len(w) - np.arange(len(positions))
+    positive = left > 0
+    return np.where(positive, drawn / np.where(positive, left, 1.0), 1.0 / n_left)
 
 
 def check_budget(budget: int, n_unlabeled: int, strategy: str) -> None:

@@ -61,7 +61,7 @@ def test_unknown_strategy_gives_one_line_with_a_suggestion():
         (["--strategy-param", "n_drop=10"], "unknown parameter 'n_drop'"),
         (["--dataset-param", "test_fraction=2"], "test_fraction=2 is invalid"),
         (["--optimizer", "rmsprop"], "training.optimizer='rmsprop'"),
-        (["--dataset", "cifar10"], "unknown dataset 'cifar10'"),
+        (["--dataset", "cifar11"], "unknown dataset 'cifar11'"),
         (["--method", "Uncertainty"], "needs --uncertainty"),
         (["--kind-of-nonsense"], "No such option"),
     ],
