@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from torch import nn
 
 from alscope.data.base import DataSource
 from alscope.engine.hooks import TrainingHooks
-from alscope.engine.mc_dropout import mc_dropout
+from alscope.engine.mc_dropout import ConsistentMasks, mc_dropout
 from alscope.errors import ModelError
 from alscope.models.base import Backbone, BackboneOutput
 from alscope.strategies.base import PoolView, Requirements
@@ -59,6 +60,7 @@ def infer(
     extra_outputs: tuple[str, ...] = (),
     amp: bool = False,
     who: str = "",
+    consistent_mc: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Eval-transform pass over ``indices``; returns CPU float32 tensors keyed by name.
 
@@ -71,6 +73,8 @@ def infer(
     for m in (modules or {}).values():
         m.to(device).eval()
     collector = _Collector(len(indices))
+    # Drawn from the global generator, which the engine seeds per cycle.
+    consistent_seed = int(torch.randint(0, 2**31 - 1, ())) if mc_samples and consistent_mc else None
     want_features = bool(hooks is not None and hooks.wants_features and extra_outputs)
     for batch in source.batches(indices, batch_size=batch_size, train=False):
         inputs = batch.to(device).inputs
@@ -92,7 +96,7 @@ def infer(
                 values.update({k: extra[k] for k in extra_outputs})
         if mc_samples:
             values["mc_probs"] = _mc_probs(
-                model, inputs, len(batch), mc_samples, batch_size, device, amp, who
+                model, inputs, len(batch), mc_samples, batch_size, device, amp, who, consistent_seed
             )
         collector.add(values)
     return collector.store
@@ -107,17 +111,27 @@ def _mc_probs(
     device: torch.device,
     amp: bool,
     who: str,
+    consistent_seed: int | None = None,
 ) -> torch.Tensor:
     """``(n, k, C)`` probabilities from k dropout samples, replicated into as few
-    forward passes as the inference batch size allows."""
+    forward passes as the inference batch size allows; with ``consistent_seed`` sample k
+    uses the same dropout masks for every row (:class:`ConsistentMasks`)."""
     from alscope.engine.trainer import autocast
 
     per_pass = max(1, batch_size // max(n, 1))
     chunks = []
-    with mc_dropout(model, who or "an MC strategy"):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mc_dropout(model, who or "an MC strategy"))
+        masks = (
+            stack.enter_context(ConsistentMasks(model, consistent_seed))
+            if consistent_seed is not None
+            else None
+        )
         done = 0
         while done < k:
             reps = min(per_pass, k - done)
+            if masks is not None:
+                masks.k0, masks.reps = done, reps
             with autocast(device, amp):
                 logits = model(_replicate(inputs, reps) if reps > 1 else inputs).logits
             chunks.append(torch.softmax(logits.float(), dim=1).view(reps, n, -1))
@@ -191,6 +205,7 @@ def compute_pool_view(
         logits=req.logits,
         embeddings=req.embeddings,
         mc_samples=0 if ensemble else req.mc_samples,
+        consistent_mc=req.consistent_mc,
         hooks=hooks,
         modules=modules,
         extra_outputs=req.extra_outputs,

@@ -37,6 +37,9 @@ class Requirements:
         labeled_embeddings: embeddings of the labeled set, ``(L, D)``.
         labeled_probs: probabilities of the labeled set, ``(L, C)``.
         mc_samples: K > 0 asks for K stochastic predictions ``(U, K, C)`` (MC dropout).
+        consistent_mc: sample k uses the same dropout masks for every pool row, so the K
+            predictions are K sub-networks (what joint quantities such as BatchBALD's and
+            EPIG's need); otherwise every row draws its own masks.
         extra_outputs: names of per-sample outputs that the strategy's training hooks
             compute in the pool pass (e.g. Learning Loss's predicted loss).
         model: the strategy gets the trained model itself (``view.model``).
@@ -48,6 +51,7 @@ class Requirements:
     labeled_embeddings: bool = False
     labeled_probs: bool = False
     mc_samples: int = 0
+    consistent_mc: bool = False
     extra_outputs: tuple[str, ...] = ()
     model: bool = False
 

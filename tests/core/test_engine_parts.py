@@ -729,3 +729,45 @@ def test_compute_pool_view_requirements() -> None:
         batch_size=4,
     )
     assert empty.probs is None and empty.model is None
+
+
+def test_consistent_mc_dropout_shares_masks_across_rows():
+    """Sample k is one sub-network: two copies of the same input get identical k-th
+    predictions, while different k differ; independent masks make the copies differ."""
+    from alscope.engine.inference import infer
+    from alscope.models.mlp import MLP
+
+    torch.manual_seed(0)
+    model = MLP.build(InputSpec("vector", (8,)), 3, {"hidden_sizes": [32], "dropout": 0.5})
+    x = torch.randn(1, 8).repeat(6, 1)  # six copies of one sample
+    source = TensorSource(x, np.zeros(6, dtype=np.int64))
+    idx = np.arange(6)
+    for batch_size in (4, 64):  # split batches and replicated passes alike
+        torch.manual_seed(1)
+        consistent = infer(
+            model,
+            source,
+            idx,
+            device=torch.device("cpu"),
+            batch_size=batch_size,
+            mc_samples=5,
+            consistent_mc=True,
+        )["mc_probs"]
+        assert torch.allclose(consistent[0], consistent[5])
+        assert (consistent[0, 0] - consistent[0, 1]).abs().max() > 1e-4
+        torch.manual_seed(1)
+        again = infer(
+            model,
+            source,
+            idx,
+            device=torch.device("cpu"),
+            batch_size=batch_size,
+            mc_samples=5,
+            consistent_mc=True,
+        )["mc_probs"]
+        assert torch.equal(consistent, again)
+    independent = infer(model, source, idx, device=torch.device("cpu"), batch_size=64, mc_samples=5)[
+        "mc_probs"
+    ]
+    assert (independent[0] - independent[5]).abs().max() > 1e-4
+    assert model.classifier.weight.requires_grad and not model.training
