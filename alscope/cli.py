@@ -424,6 +424,13 @@ def run(
     n_class: Annotated[
         int | None, typer.Option("--n-class", help="expected number of classes (checked)")
     ] = None,
+    subset: Annotated[
+        int | None, typer.Option("--subset", help="ALScope: cap the pool at this many samples")
+    ] = None,
+    samples_per_class: Annotated[
+        int | None, typer.Option("--samples-per-class", help="ALScope: cap the pool per class")
+    ] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch")] = None,
     epoch_loss: Annotated[
         int | None,
         typer.Option(
@@ -500,6 +507,7 @@ def run(
             "training.weight_decay": weight_decay,
             "training.scheduler": scheduler,
             "training.device": device,
+            "training.threads": threads,
             "training.amp": amp,
             "training.calibrate": calibrate,
             "training.bias_correction": bias_correction,
@@ -578,9 +586,13 @@ def run(
         for cfg in configs:
             _validate_names(cfg)
             if n_drop is not None:
-                _apply_n_drop(cfg, n_drop)
+                _apply_component_flag(cfg, "strategy", "n_drop", n_drop)
             if epoch_loss is not None:
-                _apply_strategy_flag(cfg, "epoch_loss", epoch_loss)
+                _apply_component_flag(cfg, "strategy", "epoch_loss", epoch_loss)
+            if subset is not None:
+                _apply_component_flag(cfg, "dataset", "max_pool_size", subset, "--subset")
+            if samples_per_class is not None:
+                _apply_component_flag(cfg, "dataset", "samples_per_class", samples_per_class)
     except AlscopeError as exc:
         raise _fail(str(exc)) from None
     _run_members(configs, quiet, as_json)
@@ -670,24 +682,19 @@ def _validate_names(cfg: ExperimentConfig) -> None:
         registry.resolve_claimed("backbone", cfg.backbone.name)
 
 
-def _apply_strategy_flag(cfg: ExperimentConfig, name: str, value: Any) -> None:
-    """A global ALScope flag that maps to a strategy parameter, where the strategy has it."""
+def _apply_component_flag(
+    cfg: ExperimentConfig, kind: Any, name: str, value: Any, flag: str | None = None
+) -> None:
+    """A global ALScope flag that maps to a component parameter, where the component has it
+    (ALScope passes ``--n-drop`` to every method, ``--subset`` to every dataset)."""
+    component = getattr(cfg, kind)
     registry = get_registry()
-    target = registry.load_spec("strategy", registry.resolve_claimed("strategy", cfg.strategy.name)[0])
+    target = registry.load_spec(kind, registry.resolve_claimed(kind, component.name)[0])
     if name in target.Params.model_fields:
-        cfg.strategy.params = {**cfg.strategy.params, name: value}
+        component.params = {**component.params, name: value}
     else:
-        flag = "--" + name.replace("_", "-")
-        warnings.warn(f"{flag} ignored: strategy {cfg.strategy.name!r} takes no {name}", stacklevel=1)
-
-
-def _apply_n_drop(cfg: ExperimentConfig, n_drop: int) -> None:
-    registry = get_registry()
-    target = registry.load_spec("strategy", registry.resolve_claimed("strategy", cfg.strategy.name)[0])
-    if "n_drop" in target.Params.model_fields:
-        cfg.strategy.params = {**cfg.strategy.params, "n_drop": n_drop}
-    else:
-        warnings.warn(f"--n-drop ignored: strategy {cfg.strategy.name!r} takes no n_drop", stacklevel=1)
+        flag = flag or "--" + name.replace("_", "-")
+        warnings.warn(f"{flag} ignored: {kind} {component.name!r} takes no {name}", stacklevel=1)
 
 
 # -- report -------------------------------------------------------------------------

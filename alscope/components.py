@@ -6,7 +6,7 @@ Kept free of torch so that ``alscope info`` and config validation stay cheap.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -78,7 +78,12 @@ class Component:
         """(name, type, default, description) of every parameter, for ``alscope info``."""
         rows = []
         for name, field in cls.Params.model_fields.items():
-            annotation = getattr(field.annotation, "__name__", None) or str(field.annotation)
+            choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
+            annotation = (
+                " | ".join(map(str, choices))
+                if choices
+                else getattr(field.annotation, "__name__", None) or str(field.annotation)
+            )
             default = "(required)" if field.is_required() else repr(field.get_default())
             rows.append((name, annotation.replace("typing.", ""), default, field.description or ""))
         return rows

@@ -65,7 +65,12 @@ class TrainingConfig(_Model):
     warm_start: bool = Field(
         default=False, description="continue from the previous cycle's model instead of a fresh one"
     )
-    num_workers: int = Field(default=0, ge=0, description="DataLoader workers for file datasets")
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads for torch (torch.set_num_threads); default: torch's choice. "
+        "1 is often fastest for small models on a busy machine",
+    )
     calibrate: Literal["none", "temperature"] = Field(
         default="none",
         description="temperature: fit a temperature (Guo et al. 2017) on a held-out part of the "

@@ -10,18 +10,10 @@ from __future__ import annotations
 # normalised name -> (canonical name, where it comes from)
 PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
     "strategy": {
-        "ll": ("learning_loss", "a strategies plugin"),
-        "learningloss": ("learning_loss", "a strategies plugin"),
-        "tidal": ("tidal", "a strategies plugin"),
-        "vaal": ("vaal", "a strategies plugin"),
-        "waal": ("waal", "a strategies plugin"),
         "alphamixsampling": ("alphamix", "a strategies plugin"),
         "coremse": ("coremse", "a strategies plugin"),
         "coreset": ("coreset", "a strategies plugin"),
         "badge": ("badge", "a strategies plugin"),
-        "balddropout": ("bald", "a strategies plugin"),
-        "bald": ("bald", "a strategies plugin"),
-        "batchbald": ("batchbald", "a strategies plugin"),
         "lfosa": ("lfosa", "the open-set strategies plugin"),
         "mqnet": ("mqnet", "the open-set strategies plugin"),
     },

@@ -152,17 +152,29 @@ class TensorSource(DataSource):
 
 
 class _IndexedDataset(torch.utils.data.Dataset):
-    """Returns ``(x, y, index)`` so that batches know which samples they hold."""
+    """Items ``(x, local index)`` read from the parent dataset at ``parent[i]``, so that
+    batches know which samples they hold."""
 
-    def __init__(self, dataset: Any, indices: np.ndarray) -> None:
-        self.dataset, self.indices = dataset, indices
+    def __init__(self, dataset: Any, parent: np.ndarray, local: np.ndarray) -> None:
+        self.dataset, self.parent, self.local = dataset, parent, local
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.parent)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
-        x, _ = self.dataset[int(self.indices[i])]
-        return x, int(self.indices[i])
+        x, _ = self.dataset[int(self.parent[i])]
+        return x, int(self.local[i])
+
+
+class _CollateWithIndices:
+    """Collates inputs with ``collate`` and keeps the indices apart; a class rather than a
+    closure so that DataLoader workers started by ``spawn`` (macOS, Windows) can pickle it."""
+
+    def __init__(self, collate: Callable[[list[Any]], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, items: list[tuple[Any, int]]) -> tuple[Any, torch.Tensor]:
+        return self.collate([x for x, _ in items]), torch.tensor([i for _, i in items], dtype=torch.int64)
 
 
 class MapDatasetSource(DataSource):
@@ -211,19 +223,18 @@ class MapDatasetSource(DataSource):
         local = np.asarray(indices, dtype=np.int64)
         if shuffle:
             local = local[torch.randperm(len(local), generator=generator).numpy()]
-        dataset = _IndexedDataset(self._dataset(train), self.index_map[local])
-        collate = self.collate_fn or torch.utils.data.default_collate
+        dataset = _IndexedDataset(self._dataset(train), self.index_map[local], local)
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=False,
             num_workers=self.num_workers,
             drop_last=drop_last,
-            collate_fn=lambda items: (collate([x for x, _ in items]), [i for _, i in items]),
+            collate_fn=_CollateWithIndices(self.collate_fn or torch.utils.data.default_collate),
+            # Workers seed their augmentations from this generator: same seed, same crops.
+            generator=generator,
         )
-        position = {int(p): int(loc) for loc, p in zip(local, self.index_map[local], strict=True)}
-        for inputs, parent_idx in loader:
-            idx = torch.tensor([position[p] for p in parent_idx], dtype=torch.int64)
+        for inputs, idx in loader:
             yield Batch(inputs, torch.from_numpy(self.labels[idx.numpy()]), idx)
 
     def subset(self, indices: np.ndarray) -> MapDatasetSource:

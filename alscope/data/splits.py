@@ -25,7 +25,10 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
             splittable, test_size=fraction, random_state=seed, stratify=labels[splittable]
         )
     except ValueError as exc:
-        raise DataError(f"cannot hold out {fraction:.0%} of {len(labels)} samples: {exc}") from None
+        raise DataError(
+            f"cannot hold out {fraction:.0%} of {len(labels)} samples with every class on both sides "
+            f"({exc}); raise test_fraction or give a separate test set"
+        ) from None
     return np.sort(np.concatenate([pool, indices[singletons]])), np.sort(test)
 
 

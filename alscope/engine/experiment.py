@@ -168,6 +168,8 @@ class Experiment:
         self.progress = progress or Progress()
         self.components = Components(config, self.registry)
         self.device = resolve_device(config.training.device)
+        if config.training.threads is not None:
+            torch.set_num_threads(config.training.threads)
         self.trainer = Trainer(config.training, self.device)
         name = state.run if state is not None else _new_run_name(config)
         self.run_dir = run_dir or (config.results_dir / "runs" / name)
@@ -600,12 +602,14 @@ class Experiment:
         return classification_metrics(probs.numpy(), dataset.test.labels, dataset.n_classes)
 
     def _log_cycle(self, ts: TrialState, record: CycleRecord, tracker: Tracker) -> None:
-        tracker.log_metrics(ts.run_id, record.metrics, step=record.n_labeled)
+        # The artifact first (re-writing it is harmless): metrics in the store then prove
+        # that the whole cycle was logged, which is what resume checks.
         tracker.log_text(
             ts.run_id,
             json.dumps({"cycle": record.cycle, "n_labeled": record.n_labeled, "selected": record.selected}),
             f"selections/cycle_{record.cycle:03d}.json",
         )
+        tracker.log_metrics(ts.run_id, record.metrics, step=record.n_labeled)
         record.logged = True
         self.state.save(self.run_dir)
 

@@ -774,3 +774,19 @@ def test_cli_training_options(tmp_path: Path) -> None:
     assert config["training"]["calibrate"] == "temperature"
     refused = runner.invoke(app, [*args, "--strategy", "entropy", "--bias-correction", "lure"])
     assert refused.exit_code == 1 and "stochastic strategy" in refused.output
+
+
+def test_power_strategies_work_with_lure(tmp_path):
+    """power_* expose their proposal, so the bias-corrected loss accepts them."""
+    from alscope import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig(
+        strategy="power_entropy",
+        cycles=2,
+        n_query=10,
+        training={"epochs": 3, "bias_correction": "lure"},
+        tracking={"enabled": False},
+        results_dir=tmp_path,
+    )
+    result = run_experiment(cfg)
+    assert len(result.trials[0].labeled) == 40
