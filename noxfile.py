@@ -20,13 +20,24 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.4")
-    session.run("ruff", "check", "alscope", "tests", "benchmarks", "plugins", "noxfile.py")
+    session.run(
+        "ruff",
+        "check",
+        "alscope",
+        "alscope-cv",
+        "alscope-nlp",
+        "tests",
+        "benchmarks",
+        "plugins",
+        "noxfile.py",
+    )
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", "-e", "./alscope-cv", "-e", "./alscope-nlp")
     session.run("mypy")
+    session.run("mypy", "alscope-cv/alscope_cv", "alscope-nlp/alscope_nlp")
 
 
 @nox.session
