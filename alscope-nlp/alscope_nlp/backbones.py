@@ -297,6 +297,31 @@ class Transformer(Backbone):
 
     # -- once per experiment ---------------------------------------------------------------
 
+    @staticmethod
+    def _mode(params: Any, ctx: PrepareContext) -> str:
+        """``auto``: frozen on a CPU (embedding once is what makes CPU runs minutes), fine-tuned elsewhere."""
+        if params.mode == "auto":
+            return "frozen" if ctx.device.type == "cpu" else "finetune"
+        return str(params.mode)
+
+    @classmethod
+    def training_defaults(cls, params: Any, ctx: PrepareContext) -> dict[str, Any]:
+        """Fine-tuning uses the usual transformer recipe (AdamW, small learning rate, linear
+        warm-up and decay, clipped gradients, few epochs); the frozen mode trains only the
+        head, for which the core's defaults suit."""
+        if cls._mode(params, ctx) != "finetune":
+            return {}
+        return {
+            "optimizer": "adamw",
+            "lr": 3e-5,
+            "weight_decay": 0.01,
+            "epochs": 4,
+            "batch_size": 16,
+            "grad_clip": 1.0,
+            "scheduler": "linear",
+            "warmup_fraction": 0.1,
+        }
+
     @classmethod
     def prepare_dataset(cls, dataset: ALDataset, params: Any, ctx: PrepareContext) -> ALDataset:
         """Tokenise once (cached); frozen: embed pool and test once (cached) and replace
@@ -319,9 +344,7 @@ class Transformer(Backbone):
                 )
         except Exception as exc:
             raise _load_error("configuration", resolved, exc) from None
-        mode = params.mode
-        if mode == "auto":
-            mode = "frozen" if ctx.device.type == "cpu" else "finetune"
+        mode = cls._mode(params, ctx)
         pooling = params.pooling
         if pooling == "auto":
             pooling = _sentence_transformers_pooling(resolved.folder) or (

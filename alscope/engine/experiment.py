@@ -27,7 +27,15 @@ from alscope.engine.inference import compute_pool_view, infer
 from alscope.engine.metrics import aubc, classification_metrics
 from alscope.engine.state import CycleRecord, RunState, TrialState
 from alscope.engine.trainer import Trainer, amp_enabled
-from alscope.errors import AlscopeError, BudgetError, ConfigError, DataError, ResumeError, SelectionError
+from alscope.errors import (
+    AlscopeError,
+    BudgetError,
+    ConfigError,
+    DataError,
+    ModelError,
+    ResumeError,
+    SelectionError,
+)
 from alscope.models.base import Backbone, PrepareContext
 from alscope.progress import Progress
 from alscope.registry import Registry, get_registry
@@ -207,9 +215,18 @@ class Experiment:
         prepare_ctx = PrepareContext(
             cfg.resolved_cache_dir(), self.device, cfg.training.eval_batch_size, cfg.seed
         )
-        dataset = self.components.backbone_cls.prepare_dataset(
-            dataset, self.components.backbone_params, prepare_ctx
-        )
+        backbone_cls, backbone_params = self.components.backbone_cls, self.components.backbone_params
+        try:
+            dataset = backbone_cls.prepare_dataset(dataset, backbone_params, prepare_ctx)
+        except AlscopeError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:
+            assert self.components.backbone_spec is not None
+            raise ModelError(
+                f"backbone {self.components.backbone_spec.name!r} could not prepare dataset "
+                f"{dataset.name!r}: {exc}"
+            ) from None
+        self._apply_training_defaults(backbone_cls.training_defaults(backbone_params, prepare_ctx))
         prepared = self.components.scenario.prepare(dataset, cfg.seed)
         needed = cfg.n_initial + cfg.cycles * cfg.n_query
         if needed > len(prepared.candidates):
@@ -218,6 +235,19 @@ class Experiment:
                 f"{needed} exceeds the {len(prepared.candidates)} samples of the pool"
             )
         return prepared
+
+    def _apply_training_defaults(self, defaults: dict[str, Any]) -> None:
+        """The backbone's training recipe, for the settings the user left unset. The
+        resolved config is what the run state and MLflow record, so resume and reports
+        see the settings actually used."""
+        explicit = self.config.training.model_fields_set
+        updates = {k: v for k, v in defaults.items() if k not in explicit}
+        if not updates:
+            return
+        training = self.config.training.model_copy(update=updates)
+        self.config = self.config.model_copy(update={"training": training})
+        self.trainer = Trainer(training, self.device)
+        self.state.config = json.loads(self.config.model_dump_json())
 
     def _initial_set(self, prepared: PreparedScenario, trial: int) -> np.ndarray:
         cfg = self.config
@@ -257,6 +287,7 @@ class Experiment:
         )
         self._started = time.perf_counter()
         prepared = self._load_dataset()
+        cfg = self.config  # the backbone's training defaults may have filled unset fields
         dataset = prepared.dataset
         strategy_probe = self.components.make_strategy()
         if cfg.n_initial == 0 and strategy_probe.requirements().needs_trained_model:

@@ -78,6 +78,14 @@ class Backbone(nn.Module):
         del params, ctx
         return dataset
 
+    @classmethod
+    def training_defaults(cls, params: Any, ctx: PrepareContext) -> dict[str, Any]:
+        """Training settings this backbone needs unless the user set them (e.g. AdamW with a
+        small learning rate and linear warm-up for fine-tuning a transformer). Keys are
+        :class:`~alscope.config.TrainingConfig` fields; the default asks for nothing."""
+        del params, ctx
+        return {}
+
     def forward(self, inputs: Any, return_features: bool = False) -> BackboneOutput:
         raise NotImplementedError
 

@@ -383,3 +383,44 @@ def test_linear_warmup_then_decay_steps_per_batch():
 def test_linear_schedule_runs_in_an_experiment(tmp_path):
     result = run_experiment(quick(tmp_path, cycles=1, training={"epochs": 3, "scheduler": "linear"}))
     assert "accuracy" in result.trials[0].cycles[-1].metrics
+
+
+def _make_recipe_mlp():
+    from alscope.models.mlp import MLP
+
+    class RecipeMLP(MLP):
+        @classmethod
+        def training_defaults(cls, params, ctx):
+            return {"epochs": 2, "lr": 0.5, "optimizer": "sgd"}
+
+    return RecipeMLP
+
+
+RECIPE_MLP = _make_recipe_mlp()
+
+
+class _RecipePlugin:
+    @hookimpl
+    def alscope_register_backbones(self):
+        from alscope.specs import BackboneSpec
+
+        return [BackboneSpec("recipe_mlp", f"{__name__}:RECIPE_MLP", "brings a training recipe")]
+
+
+def test_backbone_training_defaults_fill_only_unset_settings(tmp_path):
+    registry = Registry(plugins={"recipe": _RecipePlugin()})
+    cfg = ExperimentConfig.model_validate(
+        {
+            "backbone": "recipe_mlp",
+            "cycles": 0,
+            "results_dir": str(tmp_path),
+            "training": {"lr": 0.01},
+            "tracking": {"enabled": False},
+        }
+    )
+    experiment = Experiment(cfg, registry=registry)
+    result = experiment.run()
+    training = result.config.training
+    assert (training.epochs, training.optimizer, training.lr) == (2, "sgd", 0.01)
+    saved = _state(result.run_dir)["config"]["training"]
+    assert (saved["epochs"], saved["optimizer"], saved["lr"]) == (2, "sgd", 0.01)
