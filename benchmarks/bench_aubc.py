@@ -1,7 +1,7 @@
 """AUBC and training-time overhead of the model-based strategies next to random sampling.
 
-    python benchmarks/bench_model_based.py [--dataset digits] [--trials 3] [--cycles 5]
-    python benchmarks/bench_model_based.py --dataset mnist --data-dir /work/shared/data
+    python benchmarks/bench_aubc.py [--dataset digits] [--trials 3] [--cycles 5]
+    python benchmarks/bench_aubc.py --dataset mnist --data-dir /work/shared/data
 
 For each strategy: the AUBC (mean ± std over trials) of test accuracy, the final accuracy,
 the mean training time per cycle, its overhead over plain training (random selection, same
@@ -73,7 +73,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated")
+    parser.add_argument("--family", default=None, help="every registered strategy of this family")
     opts = parser.parse_args()
+    if opts.family:
+        from alscope.registry import get_registry
+
+        opts.strategies = ",".join(
+            s.name for s in get_registry().specs("strategy") if s.family == opts.family
+        )
 
     import torch
 
