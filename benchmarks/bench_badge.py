@@ -27,11 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from typing import Any
+
+from _memory import peak_rss_mib, reset_peak
 
 DIM = 512
 BUDGET = 1000
@@ -52,34 +53,6 @@ def make_data(n: int, dim: int, classes: int, seed: int) -> Any:
     logits = torch.randn(n, classes, generator=g)
     logits[torch.arange(n), y % classes] += sharp[:, 0]
     return torch.softmax(logits, dim=1), h
-
-
-def _status_mib(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak() -> float:
-    """Forget the peak so far (Linux: the data's generation temporaries) and return the
-    current RSS, the baseline of "over data"."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    return _status_mib("VmRSS") or peak_rss_mib()
-
-
-def peak_rss_mib() -> float:
-    """Peak RSS since :func:`reset_peak` (Linux), else of the whole process."""
-    hwm = _status_mib("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def worker(method: str, n: int, classes: int, seed: int) -> dict:
