@@ -66,8 +66,6 @@ PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
     },
     "scenario": {
         "openset": ("openset", "the realistic-scenarios plugin"),
-        "imbalanced": ("imbalanced", "the realistic-scenarios plugin"),
-        "noisyoracle": ("noisy_oracle", "the realistic-scenarios plugin"),
     },
 }
 

@@ -110,4 +110,19 @@ def alscope_register_scenarios() -> list[ComponentSpec]:
             "closed, as-given pool with a truthful oracle",
             aliases=("default", "closed"),
         ),
+        ScenarioSpec(
+            "imbalanced",
+            "alscope.scenarios.imbalanced:ImbalancedScenario",
+            "long-tailed pool (exponential or step profile, --imb-factor), balanced test set",
+            aliases=("imbalance", "longtail", "long_tail", "LT"),
+            paper="Cui et al., CVPR 2019: Class-balanced loss based on effective number of samples",
+        ),
+        ScenarioSpec(
+            "noisy_oracle",
+            "alscope.scenarios.noisy_oracle:NoisyOracleScenario",
+            "the annotator answers wrongly: symmetric rate or a class transition matrix",
+            aliases=("noisy", "label_noise"),
+            paper="Younesian et al., 2021: Active learning for noisy data streams using weak and "
+            "strong labelers",
+        ),
     ]
