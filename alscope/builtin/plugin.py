@@ -50,6 +50,16 @@ _CORE_STRATEGIES: list[ComponentSpec] = [
         needs=("probs",),
         family="uncertainty",
     ),
+    StrategySpec(
+        "class_balancer",
+        f"{_S}.class_balancer:ClassBalancer",
+        "a scoring strategy's best samples taken round robin over the predicted classes",
+        aliases=("ClassBalancer", "ClassBalanced", "balanced"),
+        paper="Bengar et al., WACV 2022: Class-Balanced Active Learning for Image Classification "
+        "(balancing constraint, solved greedily)",
+        needs=("probs", "the base strategy's needs"),
+        family="imbalance",
+    ),
 ]
 
 

@@ -326,3 +326,19 @@ def validate_selection(chosen: Any, unlabeled: np.ndarray, budget: int, strategy
             f"{who} returned {len(outside)} indices outside the unlabeled pool (e.g. {outside[:5].tolist()})"
         )
     return arr.astype(np.int64)
+
+
+def make_base_strategy(name: str, params: dict[str, Any], outer: type[Strategy]) -> Strategy:
+    """The strategy a wrapper (CEAL, the class balancer) builds on, resolved by any accepted
+    spelling; a wrapper cannot wrap its own kind."""
+    from alscope.errors import ConfigError
+    from alscope.registry import get_registry
+
+    registry = get_registry()
+    spec, implied = registry.resolve_claimed("strategy", name)
+    cls = registry.load_spec("strategy", spec)
+    if isinstance(cls, type) and issubclass(cls, outer):
+        raise ConfigError(f"strategy {outer.component_name}: base cannot be {spec.name} itself")
+    base: Strategy = cls({**implied, **params})
+    base.component_name = spec.name
+    return base

@@ -27,9 +27,8 @@ from torch import nn
 from alscope.components import Params
 from alscope.data.base import DataSource
 from alscope.engine.hooks import BatchContext, FitContext, TrainingHooks
-from alscope.errors import ConfigError
 from alscope.models.base import Backbone, BackboneOutput
-from alscope.strategies.base import PoolView, Requirements, Strategy
+from alscope.strategies.base import PoolView, Requirements, Strategy, make_base_strategy
 
 
 class CEALParams(Params):
@@ -94,15 +93,7 @@ class CEAL(Strategy):
 
     def __init__(self, params: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        from alscope.registry import get_registry
-
-        registry = get_registry()
-        spec, implied = registry.resolve_claimed("strategy", self.params.base)
-        cls = registry.load_spec("strategy", spec)
-        if isinstance(cls, type) and issubclass(cls, CEAL):
-            raise ConfigError("strategy ceal: base cannot be ceal itself")
-        self.base: Strategy = cls({**implied, **self.params.base_params})
-        self.base.component_name = spec.name
+        self.base: Strategy = make_base_strategy(self.params.base, self.params.base_params, CEAL)
         self.cycle = 0
         self.pseudo_indices = np.empty(0, dtype=np.int64)
         self.pseudo_labels = np.empty(0, dtype=np.int64)

@@ -132,3 +132,44 @@ def test_noisy_oracle_experiment_trains_on_the_answers(tmp_path):
     logged = sum(c.metrics.get("noisy_labels", 0) for c in trial.cycles)
     initial_wrong = int((np.array(trial.labels[:20]) != truth[trial.labeled[:20]]).sum())
     assert wrong == logged + initial_wrong and wrong > 0
+
+
+def test_class_balancer_spreads_the_query_over_predicted_classes():
+    from alscope import PoolView, get_strategy
+
+    rng = np.random.default_rng(0)
+    # the 30 most uncertain samples are all predicted as class 0
+    probs = np.zeros((90, 3))
+    probs[:30] = [0.4, 0.3, 0.3]
+    p1 = rng.uniform(0.8, 0.85, 30)  # class 1 rows of varying confidence
+    probs[30:60] = np.stack([0.95 - p1, p1, np.full(30, 0.05)], axis=1)
+    probs[60:] = [0.05, 0.1, 0.85]
+    view = PoolView.from_arrays(probs=probs)
+    entropy_picks = get_strategy("entropy").query(view, 9, seed=0)
+    assert (entropy_picks < 30).all()
+    balanced = get_strategy("class_balancer").query(view, 9, seed=0)
+    predicted = probs[balanced].argmax(axis=1)
+    assert np.bincount(predicted, minlength=3).tolist() == [3, 3, 3]
+    # within class 1, the most uncertain (lowest top probability) come first
+    class1 = balanced[predicted == 1]
+    assert probs[class1, 1].max() <= np.sort(probs[30:60, 1])[2] + 1e-12
+    # a class that runs out leaves its share to the others
+    assert len(get_strategy("class_balancer").query(view, 80, seed=0)) == 80
+
+
+def test_class_balancer_refuses_a_non_scoring_base():
+    with pytest.raises(ConfigError, match="no per-sample scores"):
+        from alscope import get_strategy
+
+        get_strategy("class_balancer", base="coreset")
+
+
+def test_class_balancer_runs_on_an_imbalanced_pool(tmp_path):
+    result = run_experiment(
+        quick(
+            tmp_path,
+            strategy="class_balancer",
+            scenario={"name": "imbalanced", "params": {"imb_factor": 0.1}},
+        )
+    )
+    assert len(result.trials[0].labeled) == 40
