@@ -440,5 +440,15 @@ class StrategyConformance:
         picked = strategy.query(view, 8, seed=0)
         check_selection(picked, view, 8, strategy)
 
+    def test_cold_start_without_labeled_samples(self, case: StrategyCase) -> None:
+        """Strategies that need no trained model may pick the first batch (``--n-initial 0``)."""
+        strategy = case.make()
+        req = strategy.requirements()
+        if req.needs_trained_model:
+            pytest.skip(f"{case.name} needs a trained model, so it never runs at cold start")
+        view = make_pool_view(req, n=60, n_classes=3, n_labeled=0, seed=8)
+        view.labeled_embeddings = None  # what the engine gives before anything is labeled
+        check_selection(run_select(strategy, view, 10, seed=0), view, 10, strategy)
+
     def test_large_pool_within_time_bound(self, case: StrategyCase) -> None:
         check_large_pool(case.make(), n=self.large_pool_size, time_limit=self.large_pool_time_limit)
