@@ -64,9 +64,7 @@ PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
             "roberta": "roberta",
         }.items()
     },
-    "scenario": {
-        "openset": ("openset", "the realistic-scenarios plugin"),
-    },
+    "scenario": {},
 }
 
 

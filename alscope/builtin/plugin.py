@@ -121,6 +121,15 @@ def alscope_register_scenarios() -> list[ComponentSpec]:
             aliases=("default", "closed"),
         ),
         ScenarioSpec(
+            "openset",
+            "alscope.scenarios.openset:OpenSetScenario",
+            "known classes labeled and tested; unknown-class samples in the pool at --ood-rate, "
+            "answered OOD by the oracle",
+            aliases=("open_set", "OpenSet", "ood"),
+            paper="Du et al., ICCV 2021: Contrastive coding for active learning under class "
+            "distribution mismatch (setting)",
+        ),
+        ScenarioSpec(
             "imbalanced",
             "alscope.scenarios.imbalanced:ImbalancedScenario",
             "long-tailed pool (exponential or step profile, --imb-factor), balanced test set",

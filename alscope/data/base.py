@@ -13,6 +13,7 @@ is how training hooks (Learning Loss, TiDAL) keep per-sample state.
 
 from __future__ import annotations
 
+import copy as _copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,15 @@ class DataSource(ABC):
     @abstractmethod
     def subset(self, indices: np.ndarray) -> DataSource:
         """A source holding only ``indices``, re-indexed from 0."""
+
+    def relabeled(self, mapping: np.ndarray) -> DataSource:
+        """The same samples with label ``y`` replaced by ``mapping[y]`` (e.g. the known
+        classes of an open-set pool renumbered 0..k-1 and the others -1)."""
+        copy = _copy.copy(self)
+        for attr in ("labels", "_all_labels"):
+            if hasattr(copy, attr):
+                setattr(copy, attr, np.asarray(mapping, dtype=np.int64)[getattr(copy, attr)])
+        return copy
 
 
 class TensorSource(DataSource):

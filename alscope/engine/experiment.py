@@ -39,7 +39,7 @@ from alscope.errors import (
 from alscope.models.base import Backbone, PrepareContext
 from alscope.progress import Progress
 from alscope.registry import Registry, get_registry
-from alscope.scenarios.base import PreparedScenario, Scenario
+from alscope.scenarios.base import OOD, PreparedScenario, Scenario
 from alscope.specs import ComponentSpec
 from alscope.strategies.base import Strategy, has_proposal, sequential_probabilities, validate_selection
 from alscope.tracking import Tracker, dumps, make_tracker, tags_for
@@ -228,6 +228,7 @@ class Experiment:
             ) from None
         self._apply_training_defaults(backbone_cls.training_defaults(backbone_params, prepare_ctx))
         prepared = self.components.scenario.prepare(dataset, cfg.seed)
+        prepared.n_initial = cfg.n_initial
         needed = cfg.n_initial + cfg.cycles * cfg.n_query
         if needed > len(prepared.candidates):
             raise BudgetError(
@@ -252,7 +253,9 @@ class Experiment:
     def _initial_set(self, prepared: PreparedScenario, trial: int) -> np.ndarray:
         cfg = self.config
         rng = np.random.default_rng(derive_seed(cfg.seed, trial, 0, "initial"))
-        candidates = prepared.candidates
+        candidates = (
+            prepared.initial_candidates if prepared.initial_candidates is not None else prepared.candidates
+        )
         if cfg.n_initial == 0:
             return np.empty(0, dtype=np.int64)
         if cfg.initial == "random":
@@ -435,18 +438,21 @@ class Experiment:
         for cycle in range(ts.next_cycle, cfg.cycles + 1):
             labeled = np.asarray(ts.labeled, dtype=np.int64)
             targets[torch.from_numpy(labeled)] = torch.as_tensor(ts.labels, dtype=torch.long)
+            # Samples the oracle answered "out of distribution" cost budget and stay labeled
+            # (never queried again) but are not a class to train on.
+            known = labeled[np.asarray(ts.labels, dtype=np.int64) != OOD]
             self.progress.cycle_start(trial, cycle, len(labeled))
             metrics: dict[str, float] = {"cycle": float(cycle), "n_labeled": float(len(labeled))}
             hooks = strategy.training_hooks()
             modules: dict[str, Any] = {}
-            if len(labeled):
+            if len(known):
                 if model is None or not cfg.training.warm_start:
                     torch.manual_seed(derive_seed(cfg.seed, trial, cycle, "model"))
                     model = self.components.build_backbone(dataset)
-                train_set, held_out = labeled, np.empty(0, dtype=np.int64)
+                train_set, held_out = known, np.empty(0, dtype=np.int64)
                 if cfg.training.calibrate == "temperature":
                     train_set, held_out = calibration_split(
-                        labeled,
+                        known,
                         cfg.training.calibration_fraction,
                         derive_seed(cfg.seed, trial, cycle, "calibrate"),
                     )
@@ -486,8 +492,9 @@ class Experiment:
                 metrics["selection_time"] = sel_time
                 answers = prepared.oracle.label(selected)
                 for cls, count in zip(*np.unique(answers, return_counts=True), strict=True):
-                    metrics[f"query_count/{int(cls)}"] = float(count)
-                metrics.update(prepared.query_metrics(selected, answers))
+                    metrics[f"query_count/{'ood' if cls == OOD else int(cls)}"] = float(count)
+                all_answers = np.concatenate([np.asarray(ts.labels, dtype=np.int64), answers])
+                metrics.update(prepared.query_metrics(selected, answers, all_answers))
                 ts.labeled.extend(int(i) for i in selected)
                 ts.labels.extend(int(a) for a in answers)
             record = CycleRecord(cycle, len(labeled), metrics, [int(i) for i in selected])

@@ -16,6 +16,9 @@ import numpy as np
 from alscope.components import Component
 from alscope.data.base import ALDataset
 
+#: The oracle's answer for a sample of no known class (open-set pools).
+OOD = -1
+
 
 class Oracle:
     """Answers label queries with the dataset's labels."""
@@ -36,6 +39,8 @@ class PreparedScenario:
         oracle: answers label queries for pool indices.
         candidates: pool indices that may ever be labeled (all, unless the scenario
             withholds some).
+        initial_candidates: where the initial labeled set is drawn from (default: the
+            candidates); an open-set pool starts from known classes only.
         info: what the scenario wants logged as parameters.
     """
 
@@ -43,10 +48,19 @@ class PreparedScenario:
     oracle: Oracle
     candidates: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    initial_candidates: np.ndarray | None = None
+    #: set by the engine: the size of the initial labeled set (queries come after it)
+    n_initial: int = 0
 
-    def query_metrics(self, queried: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        """Per-cycle metrics this setting is judged by (none in the standard setting)."""
-        del queried, labels
+    def query_metrics(
+        self, queried: np.ndarray, labels: np.ndarray, all_labels: np.ndarray
+    ) -> dict[str, float]:
+        """Per-cycle metrics this setting is judged by (none in the standard setting).
+
+        ``labels`` are the oracle's answers to this query, ``all_labels`` every answer
+        so far (initial set included), in the order the labeled set grew.
+        """
+        del queried, labels, all_labels
         return {}
 
 

@@ -57,7 +57,9 @@ def long_tail(labels: np.ndarray, n_classes: int, ratio: float, profile: str, se
 
 @dataclass
 class ImbalancedSetting(PreparedScenario):
-    def query_metrics(self, queried: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def query_metrics(
+        self, queried: np.ndarray, labels: np.ndarray, all_labels: np.ndarray
+    ) -> dict[str, float]:
         """The share of each class in the query (rare classes are what a strategy must find)."""
         shares = np.bincount(labels, minlength=self.dataset.n_classes) / max(len(labels), 1)
         return {f"query_share/{c}": float(s) for c, s in enumerate(shares)}

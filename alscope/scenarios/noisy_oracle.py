@@ -71,7 +71,9 @@ def noisy_answers(labels: np.ndarray, t: np.ndarray, seed: int) -> np.ndarray:
 class NoisySetting(PreparedScenario):
     true_labels: np.ndarray | None = None
 
-    def query_metrics(self, queried: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def query_metrics(
+        self, queried: np.ndarray, labels: np.ndarray, all_labels: np.ndarray
+    ) -> dict[str, float]:
         """How many wrong labels this query brought into the labeled set."""
         assert self.true_labels is not None
         wrong = int((labels != self.true_labels[queried]).sum())

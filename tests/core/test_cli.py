@@ -186,8 +186,25 @@ def test_alscope_command_line_spellings(tmp_path):
         app, ["run", "--n-drop", "5", "--no-track", "--results-dir", str(tmp_path), *QUICK, "-q"]
     )
     assert ignored.exit_code == 0 and "--n-drop ignored" in ignored.output
-    openset = runner.invoke(app, ["run", "--openset", "--ood-rate", "0.2", "--results-dir", str(tmp_path)])
-    assert openset.exit_code == 1 and "unknown scenario 'openset'" in openset.output
+    openset = runner.invoke(
+        app,
+        [
+            "run",
+            "--openset",
+            "--ood-rate",
+            "0.2",
+            "--no-track",
+            "--results-dir",
+            str(tmp_path),
+            *QUICK,
+            "--json",
+        ],
+    )
+    assert openset.exit_code == 0, openset.output
+    assert json.loads(openset.stdout)["config"]["scenario"] == {
+        "name": "openset",
+        "params": {"ood_rate": 0.2},
+    }
 
 
 def test_batch_runs_every_member_and_reports_failures(tmp_path):

@@ -113,7 +113,8 @@ def test_matrix_noise_follows_the_rows(tmp_path):
     assert (setting.oracle.label(threes) == 5).all()
     others = np.flatnonzero(pool != 3)
     assert np.array_equal(setting.oracle.label(others), pool[others])
-    metrics = setting.query_metrics(threes[:4], setting.oracle.label(threes[:4]))
+    answers = setting.oracle.label(threes[:4])
+    metrics = setting.query_metrics(threes[:4], answers, answers)
     assert metrics["noisy_labels"] == 4
     bad = tmp_path / "bad.csv"
     np.savetxt(bad, np.ones((10, 10)), delimiter=",")
@@ -173,3 +174,50 @@ def test_class_balancer_runs_on_an_imbalanced_pool(tmp_path):
         )
     )
     assert len(result.trials[0].labeled) == 40
+
+
+def test_openset_pool_known_test_and_ood_answers(tmp_path):
+    from alscope.scenarios.base import OOD
+    from alscope.scenarios.openset import OpenSetScenario
+
+    data = digits(tmp_path)
+    original_pool = data.pool.labels.copy()
+    original_test = len(data.test)
+    setting = OpenSetScenario(n_known=6, ood_rate=0.25).prepare(data, seed=0)
+    known = [int(c) for c in setting.info["known_classes"]]
+    assert setting.dataset.n_classes == 6 and len(known) == 6
+    pool = setting.dataset.pool.labels
+    # indices keep meaning: a known sample keeps its class (renumbered), an unknown one is OOD
+    assert np.array_equal(pool == OOD, ~np.isin(original_pool, known))
+    assert np.array_equal(np.array(known)[pool[pool != OOD]], original_pool[pool != OOD])
+    cand = setting.candidates
+    ood_share = (pool[cand] == OOD).mean()
+    assert ood_share == pytest.approx(0.25, abs=0.01)
+    assert (pool[setting.initial_candidates] != OOD).all()
+    assert (setting.dataset.test.labels != OOD).all() and len(setting.dataset.test) < original_test
+    assert (setting.oracle.label(cand) == pool[cand]).all()
+    again = OpenSetScenario(n_known=6, ood_rate=0.25).prepare(digits(tmp_path), seed=0)
+    assert np.array_equal(again.candidates, cand)
+    with pytest.raises(ConfigError, match="not a class"):
+        OpenSetScenario(known_classes=["0", "x"]).prepare(digits(tmp_path), seed=0)
+
+
+def test_openset_experiment_never_trains_on_ood_and_reports_precision(tmp_path):
+    from alscope.scenarios.base import OOD
+
+    cfg = quick(
+        tmp_path, strategy="random", scenario={"name": "openset", "params": {"ood_rate": 0.5}}, cycles=3
+    )
+    result = run_experiment(cfg)
+    trial = result.trials[0]
+    answers = np.array(trial.labels)
+    assert (answers[:20] != OOD).all()  # the initial set holds known classes only
+    assert (answers[20:] == OOD).any()  # random queries hit the unknown half of the pool
+    assert set(np.unique(answers[answers != OOD])) <= set(range(6))
+    first = trial.cycles[0].metrics
+    assert first["query_precision"] == pytest.approx(1 - first["ood_queried"] / 10)
+    last = trial.cycles[-2].metrics
+    queried = answers[20:]
+    assert last["cumulative_precision"] == pytest.approx((queried != OOD).mean())
+    assert "query_count/ood" in first or first["ood_queried"] == 0
+    assert 0 < result.trials[0].cycles[-1].metrics["accuracy"] <= 1
