@@ -20,23 +20,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from alscope.data.base import Batch, DataSource
-
-
-def batched(
-    indices: np.ndarray,
-    batch_size: int,
-    shuffle: bool,
-    generator: torch.Generator | None,
-    drop_last: bool,
-) -> Iterator[np.ndarray]:
-    """Index chunks in the given order (or a seeded permutation of it)."""
-    order = np.asarray(indices, dtype=np.int64)
-    if shuffle:
-        order = order[torch.randperm(len(order), generator=generator).numpy()]
-    stop = len(order) - (len(order) % batch_size if drop_last else 0)
-    for start in range(0, stop, batch_size):
-        yield order[start : start + batch_size]
+from alscope.data.base import Batch, DataSource, batched_indices
 
 
 class TextSource(DataSource):
@@ -60,7 +44,7 @@ class TextSource(DataSource):
     ) -> Iterator[Batch]:
         del train  # text has no augmentation here
         labels = torch.from_numpy(self.labels)
-        for chunk in batched(indices, batch_size, shuffle, generator, drop_last):
+        for chunk in batched_indices(indices, batch_size, shuffle, generator, drop_last):
             idx = torch.from_numpy(chunk)
             yield Batch([self.texts[i] for i in chunk.tolist()], labels[idx], idx)
 
@@ -121,7 +105,7 @@ class TokenSource(DataSource):
     ) -> Iterator[Batch]:
         del train
         labels = torch.from_numpy(self.labels)
-        for chunk in batched(indices, batch_size, shuffle, generator, drop_last):
+        for chunk in batched_indices(indices, batch_size, shuffle, generator, drop_last):
             idx = torch.from_numpy(chunk)
             yield Batch(self.pad(chunk), labels[idx], idx)
 

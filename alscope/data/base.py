@@ -55,13 +55,15 @@ def move_to(inputs: Any, device: torch.device) -> Any:
     return inputs
 
 
-def _batched_indices(
+def batched_indices(
     indices: np.ndarray,
     batch_size: int,
     shuffle: bool,
     generator: torch.Generator | None,
     drop_last: bool,
 ) -> Iterator[np.ndarray]:
+    """Index chunks in the given order, or a permutation of it seeded by ``generator``;
+    shared by every source that slices its own batches."""
     order = np.asarray(indices, dtype=np.int64)
     if shuffle:
         perm = torch.randperm(len(order), generator=generator).numpy()
@@ -147,7 +149,7 @@ class TensorSource(DataSource):
     ) -> Iterator[Batch]:
         transform = self.train_transform if train else self.eval_transform
         labels = torch.from_numpy(self.labels)
-        for chunk in _batched_indices(indices, batch_size, shuffle, generator, drop_last):
+        for chunk in batched_indices(indices, batch_size, shuffle, generator, drop_last):
             idx = torch.from_numpy(chunk)
             x = self.inputs[idx]
             if transform is not None:
