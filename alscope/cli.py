@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from statistics import fmean
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -275,25 +276,73 @@ class _RichProgress(Progress):
         self.bar.stop()
 
 
-def _results_table(result: ExperimentResult) -> Table:
-    steps, mean, std = result.curve("accuracy")
-    _, f1, _ = result.curve("macro_f1")
+#: per-cycle metrics a scenario is judged by, shown as columns when a run logged them
+SCENARIO_COLUMNS = {
+    "balanced_accuracy": "balanced acc",
+    "query_precision": "query precision",
+    "cumulative_precision": "cumul. precision",
+    "noisy_labels": "noisy labels",
+}
+
+
+def _mean_by_step(result: ExperimentResult, metric: str) -> dict[int, float]:
     by_step: dict[int, list[float]] = {}
     for t in result.trials:
         for c in t.cycles:
-            if "selection_time" in c.metrics:
-                by_step.setdefault(c.n_labeled, []).append(c.metrics["selection_time"])
+            if metric in c.metrics:
+                by_step.setdefault(c.n_labeled, []).append(c.metrics[metric])
+    return {step: fmean(values) for step, values in by_step.items()}
+
+
+def _results_table(result: ExperimentResult) -> Table:
+    """Accuracy by labeled count, plus the metrics of the run's scenario. A query metric
+    sits on the row of the model that chose the query."""
+    steps, mean, std = result.curve("accuracy")
+    _, f1, _ = result.curve("macro_f1")
+    selection = _mean_by_step(result, "selection_time")
     cfg = result.config
-    title = f"{cfg.strategy.name} on {cfg.dataset.name} ({cfg.scenario.name}), {len(result.trials)} trial(s)"
-    table = Table("labeled", "accuracy", "macro-F1", "selection s", title=title, title_justify="left")
+    scenario = cfg.scenario.name
+    extra = {
+        name: _mean_by_step(result, name)
+        for name in SCENARIO_COLUMNS
+        if scenario != "standard" and any(name in c.metrics for t in result.trials for c in t.cycles)
+    }
+    title = f"{cfg.strategy.name} on {cfg.dataset.name} ({scenario}), {len(result.trials)} trial(s)"
+    table = Table(
+        "labeled",
+        "accuracy",
+        "macro-F1",
+        *(SCENARIO_COLUMNS[name] for name in extra),
+        "selection s",
+        title=title,
+        title_justify="left",
+    )
     for i, step in enumerate(steps):
-        sel = by_step.get(int(step))
+        cells = [f"{values[int(step)]:.4f}" if int(step) in values else "-" for values in extra.values()]
+        sel = selection.get(int(step))
         table.add_row(
             str(step),
             f"{mean[i]:.4f} ± {std[i]:.4f}",
             f"{f1[i]:.4f}",
-            f"{sum(sel) / len(sel):.3f}" if sel else "-",
+            *cells,
+            f"{sel:.3f}" if sel is not None else "-",
         )
+    return table
+
+
+def _query_share_table(result: ExperimentResult) -> Table | None:
+    """Each class's share of the query by labeled count (imbalanced pools), or None."""
+    names = sorted(
+        {k for t in result.trials for c in t.cycles for k in c.metrics if k.startswith("query_share/")},
+        key=lambda k: int(k.split("/", 1)[1]),
+    )
+    if not names:
+        return None
+    shares = {name: _mean_by_step(result, name) for name in names}
+    steps = sorted({step for values in shares.values() for step in values})
+    table = Table("labeled", *(n.split("/", 1)[1] for n in names), title="query share by class (true class)")
+    for step in steps:
+        table.add_row(str(step), *(f"{shares[n].get(step, float('nan')):.2f}" for n in names))
     return table
 
 
@@ -327,6 +376,9 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
         f"queried; {cfg.training.epochs} epochs per cycle on {s.get('device', '?')}"
     )
     out.print(_results_table(result))
+    shares = _query_share_table(result)
+    if shares is not None:
+        out.print(shares)
     out.print(
         f"AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}   final accuracy "
         f"{s['final_accuracy']:.4f} ± {s['final_accuracy_std']:.4f}   "
@@ -530,15 +582,21 @@ def run(
             if items:
                 _set(overrides, f"{kind}.params", _params(items, f"--{kind}-param"))
         scenario_flags = {"openset": openset or None, "ood_rate": ood_rate, "imb_factor": imb_factor}
+        implied: list[str] = []
+        given_parts = {normalize(p) for p in (scenario or "").split("+")}
         for flag, value in scenario_flags.items():
             if value is None:
                 continue
             target = SCENARIO_FLAGS[flag]
-            if scenario is not None and normalize(scenario) != normalize(target):
+            if scenario is not None and normalize(target) not in given_parts:
                 raise ConfigError(f"--{flag.replace('_', '-')} needs scenario {target!r}, not {scenario!r}")
-            _set(overrides, "scenario.name", target)
+            if target not in implied:
+                implied.append(target)
             if flag != "openset":
                 _set(overrides, f"scenario.params.{flag}", value)
+        if implied and scenario is None:
+            # --ood-rate with --imb-factor: an open-set pool whose known classes are long-tailed
+            _set(overrides, "scenario.name", "+".join(implied))
 
         names: list[str | None] = list(_split(strategy)) or [None]
         strategies = [_alscope_method(s, uncertainty) for s in names]
@@ -705,7 +763,10 @@ def report(
     experiment: Annotated[str, typer.Option(help="MLflow experiment to compare")] = "alscope",
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
     results_dir: Annotated[Path | None, typer.Option("--results-dir")] = None,
-    metric: Annotated[str, typer.Option(help="accuracy, macro_f1 or balanced_accuracy")] = "accuracy",
+    metric: Annotated[
+        str,
+        typer.Option(help="any logged metric: accuracy, macro_f1, balanced_accuracy, query_precision, ..."),
+    ] = "accuracy",
     csv: Annotated[Path | None, typer.Option(help="write the table as CSV")] = None,
     markdown: Annotated[Path | None, typer.Option(help="write the table as Markdown")] = None,
     png: Annotated[Path | None, typer.Option(help="write learning curves with std bands")] = None,

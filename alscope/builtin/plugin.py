@@ -5,8 +5,11 @@ Nothing here imports torch: each spec names its target, imported only when used.
 
 from __future__ import annotations
 
+from typing import Any
+
 from alscope.builtin.specs_diversity import DIVERSITY_STRATEGIES
 from alscope.builtin.specs_model_based import MODEL_BASED_STRATEGIES
+from alscope.builtin.specs_settings import SETTING_STRATEGIES
 from alscope.builtin.specs_uncertainty import UNCERTAINTY_STRATEGIES
 from alscope.hookspecs import hookimpl
 from alscope.specs import BackboneSpec, ComponentSpec, DatasetSpec, ScenarioSpec, StrategySpec
@@ -50,22 +53,18 @@ _CORE_STRATEGIES: list[ComponentSpec] = [
         needs=("probs",),
         family="uncertainty",
     ),
-    StrategySpec(
-        "class_balancer",
-        f"{_S}.class_balancer:ClassBalancer",
-        "a scoring strategy's best samples taken round robin over the predicted classes",
-        aliases=("ClassBalancer", "ClassBalanced", "balanced"),
-        paper="Bengar et al., WACV 2022: Class-Balanced Active Learning for Image Classification "
-        "(balancing constraint, solved greedily)",
-        needs=("probs", "the base strategy's needs"),
-        family="imbalance",
-    ),
 ]
 
 
 @hookimpl
 def alscope_register_strategies() -> list[ComponentSpec]:
-    return [*_CORE_STRATEGIES, *UNCERTAINTY_STRATEGIES, *DIVERSITY_STRATEGIES, *MODEL_BASED_STRATEGIES]
+    return [
+        *_CORE_STRATEGIES,
+        *UNCERTAINTY_STRATEGIES,
+        *DIVERSITY_STRATEGIES,
+        *MODEL_BASED_STRATEGIES,
+        *SETTING_STRATEGIES,
+    ]
 
 
 @hookimpl
@@ -144,4 +143,22 @@ def alscope_register_scenarios() -> list[ComponentSpec]:
             paper="Younesian et al., 2021: Active learning for noisy data streams using weak and "
             "strong labelers",
         ),
+        ScenarioSpec(
+            "composed",
+            "alscope.scenarios.composed:ComposedScenario",
+            "several scenarios in one setting, written a+b (open set, then imbalance, then noise)",
+            aliases=("composition", "compose"),
+        ),
     ]
+
+
+@hookimpl
+def alscope_claim_name(kind: str, name: str) -> dict[str, Any] | None:
+    """``--scenario openset+imbalanced``: the composed scenario of the named parts (checked,
+    ordered and given their parameters by ``alscope.scenarios.composed``)."""
+    if kind != "scenario" or "+" not in name:
+        return None
+    parts = [part.strip() for part in name.split("+")]
+    if any(not part for part in parts):
+        return None
+    return {"name": "composed", "params": {"parts": parts}}

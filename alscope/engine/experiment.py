@@ -40,8 +40,15 @@ from alscope.models.base import Backbone, PrepareContext
 from alscope.progress import Progress
 from alscope.registry import Registry, get_registry
 from alscope.scenarios.base import OOD, PreparedScenario, Scenario
+from alscope.scenarios.composed import ComposedScenario
 from alscope.specs import ComponentSpec
-from alscope.strategies.base import Strategy, has_proposal, sequential_probabilities, validate_selection
+from alscope.strategies.base import (
+    SSLRequest,
+    Strategy,
+    has_proposal,
+    sequential_probabilities,
+    validate_selection,
+)
 from alscope.tracking import Tracker, dumps, make_tracker, tags_for
 
 _PURPOSES = {"initial": 0, "model": 1, "train": 2, "select": 3, "dataset": 4, "calibrate": 5}
@@ -99,6 +106,8 @@ class Components:
         self.dataset_factory: DatasetFactory = self.dataset_cls(dataset_params)
         self.dataset_factory.component_name = self.dataset_spec.name
         self.scenario: Scenario = self.scenario_cls(scenario_params)
+        if isinstance(self.scenario, ComposedScenario):
+            self.scenario.resolve_parts(registry)
         self.backbone_spec: ComponentSpec | None = None
         self.backbone_cls: type[Backbone] | None = None
         if config.backbone is not None:
@@ -179,6 +188,7 @@ class Experiment:
         if config.training.threads is not None:
             torch.set_num_threads(config.training.threads)
         self.trainer = Trainer(config.training, self.device)
+        self._ssl_cache: dict[SSLRequest, torch.Tensor] = {}
         name = state.run if state is not None else _new_run_name(config)
         self.run_dir = run_dir or (config.results_dir / "runs" / name)
         self.state = state or RunState(run=name, config=json.loads(config.model_dump_json()))
@@ -473,6 +483,7 @@ class Experiment:
                     on_epoch=self.progress.epoch_end,
                     unlabeled=_unlabeled(dataset, prepared, labeled),
                     sample_weights=weights,
+                    ood=labeled[np.asarray(ts.labels, dtype=np.int64) == OOD],
                 )
                 metrics["train_time"] = fit.train_time
                 metrics["train_loss"] = fit.final_loss
@@ -549,6 +560,7 @@ class Experiment:
             amp=amp_enabled(cfg.training, self.device),
             strategy=name,
             ensemble=members if len(members) > 1 else None,
+            ssl_provider=lambda request: self._ssl_embeddings(request, prepared),
         )
         chosen = strategy.select(view, cfg.n_query, rng)
         selected = validate_selection(chosen, unlabeled, cfg.n_query, name)
@@ -564,6 +576,25 @@ class Experiment:
                     f"strategy {name!r} selected samples to which its proposal gives probability 0"
                 )
         return selected, time.perf_counter() - start, probs
+
+    def _ssl_embeddings(self, request: SSLRequest, prepared: PreparedScenario) -> torch.Tensor:
+        """Self-supervised embeddings of the whole pool ``(N, D)``: trained once on the
+        scenario's pool and cached on disk, kept in memory for the experiment."""
+        if request not in self._ssl_cache:
+            from alscope.ssl import pool_embeddings
+
+            cfg = self.config
+            self._ssl_cache[request] = pool_embeddings(
+                request,
+                prepared.dataset,
+                prepared.candidates,
+                lambda: self.components.build_backbone(prepared.dataset),
+                cache_dir=cfg.resolved_cache_dir(),
+                device=self.device,
+                seed=cfg.seed,
+                batch_size=cfg.training.eval_batch_size,
+            )
+        return self._ssl_cache[request]
 
     def _bias_weights(self, ts: TrialState, n_candidates: int, n_pool: int) -> torch.Tensor | None:
         """Pool-sized PURE/LURE loss weights of the labeled samples (None: no correction)."""

@@ -46,6 +46,9 @@ class FitContext:
         unlabeled_indices: pool indices without a label this cycle (empty when unknown).
         targets: pool-sized labels, ``-1`` where unknown (pseudo-labels filled in).
         pseudo_indices: pool indices trained on with pseudo-labels (CEAL), not labeled.
+        ood_indices: labeled pool indices the oracle answered "out of distribution"
+            (open-set pools); never in ``labeled_indices``, never trained on as a class,
+            but open-set strategies' modules (LfOSA's detector) learn from them.
         generator: the hooks' own generator, seeded from the fit's seed, independent of
             the labeled batches' shuffling.
         config: the training recipe.
@@ -60,6 +63,7 @@ class FitContext:
     unlabeled_indices: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     targets: torch.Tensor | None = None
     pseudo_indices: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    ood_indices: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     generator: torch.Generator = field(default_factory=torch.Generator)
     config: TrainingConfig | None = None
 

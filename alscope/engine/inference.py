@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from alscope.engine.hooks import TrainingHooks
 from alscope.engine.mc_dropout import ConsistentMasks, mc_dropout
 from alscope.errors import ModelError
 from alscope.models.base import Backbone, BackboneOutput
-from alscope.strategies.base import PoolView, Requirements
+from alscope.strategies.base import PoolView, Requirements, SSLRequest
 
 
 def _replicate(inputs: Any, times: int) -> Any:
@@ -171,11 +172,14 @@ def compute_pool_view(
     amp: bool = False,
     strategy: str = "",
     ensemble: list[Backbone] | None = None,
+    ssl_provider: Callable[[SSLRequest], torch.Tensor] | None = None,
 ) -> PoolView:
     """The view a strategy selects from, computed in one pass over the unlabeled pool
     (plus one over the labeled set only when labeled embeddings or probabilities are
     declared). With an ``ensemble``, ``probs`` is the members' mean and ``mc_probs``
-    stacks the members' predictions ``(U, M, C)`` in place of MC dropout samples."""
+    stacks the members' predictions ``(U, M, C)`` in place of MC dropout samples.
+    ``ssl_provider`` returns the whole pool's self-supervised embeddings ``(N, D)`` for
+    each :class:`SSLRequest` the strategy declared."""
     req = requirements
     view = PoolView(
         unlabeled=unlabeled,
@@ -185,6 +189,15 @@ def compute_pool_view(
         device=device,
         model=model if req.model else None,
     )
+    if req.ssl:
+        if ssl_provider is None:
+            raise ModelError(
+                f"strategy {strategy!r} needs self-supervised embeddings; none can be computed here"
+            )
+        for request in req.ssl:
+            pool = ssl_provider(request)
+            view.ssl_embeddings[request.method] = pool[torch.from_numpy(np.asarray(unlabeled))]
+            view.labeled_ssl_embeddings[request.method] = pool[torch.from_numpy(np.asarray(labeled))]
     if model is None:
         # Cold start: nothing is trained yet, so embeddings are the inputs themselves.
         if req.embeddings:

@@ -92,6 +92,7 @@ class Trainer:
         on_epoch: Callable[[int, float], None] | None = None,
         unlabeled: np.ndarray | None = None,
         sample_weights: torch.Tensor | None = None,
+        ood: np.ndarray | None = None,
     ) -> FitResult:
         """Train on ``labeled`` pool indices whose labels are ``targets[index]``.
 
@@ -101,7 +102,8 @@ class Trainer:
         training. ``unlabeled`` pool indices reach the hooks (``FitContext``) for
         strategies that train on unlabeled data. ``sample_weights`` (pool-sized) weight
         each sample's loss (PURE/LURE bias correction); hooks' pseudo-labeled samples
-        weigh 1.
+        weigh 1. ``ood`` are labeled pool indices answered "out of distribution": not
+        trained on, but passed to the hooks (``FitContext.ood_indices``).
         """
         cfg, device = self.config, self.device
         hooks = hooks or TrainingHooks()
@@ -157,6 +159,7 @@ class Trainer:
             else np.asarray(unlabeled, dtype=np.int64),
             targets=targets,
             pseudo_indices=pseudo,
+            ood_indices=np.empty(0, dtype=np.int64) if ood is None else np.asarray(ood, dtype=np.int64),
             generator=torch.Generator().manual_seed((seed + 1) % 2**31),
             config=cfg,
         )

@@ -8,16 +8,15 @@ same sample in the pool state, the oracle, the selections and the artifacts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.data.base import ALDataset
 from alscope.errors import ConfigError
-from alscope.scenarios.base import Oracle, PreparedScenario, Scenario
+from alscope.scenarios.base import OOD, PreparedScenario, Scenario
 
 
 class ImbalancedParams(Params):
@@ -55,34 +54,53 @@ def long_tail(labels: np.ndarray, n_classes: int, ratio: float, profile: str, se
     return np.sort(np.concatenate(keep))
 
 
-@dataclass
-class ImbalancedSetting(PreparedScenario):
-    def query_metrics(
-        self, queried: np.ndarray, labels: np.ndarray, all_labels: np.ndarray
-    ) -> dict[str, float]:
-        """The share of each class in the query (rare classes are what a strategy must find)."""
-        shares = np.bincount(labels, minlength=self.dataset.n_classes) / max(len(labels), 1)
-        return {f"query_share/{c}": float(s) for c, s in enumerate(shares)}
+def imbalance_report(
+    setting: PreparedScenario, queried: np.ndarray, labels: np.ndarray, all_labels: np.ndarray
+) -> dict[str, float]:
+    """The share of each class in the query (rare classes are what a strategy must find),
+    by the samples' true classes; in an open-set pool the OOD share is the rest."""
+    del labels, all_labels
+    truth = setting.dataset.pool.labels[queried]
+    shares = np.bincount(truth[truth != OOD], minlength=setting.dataset.n_classes) / max(len(queried), 1)
+    return {f"query_share/{c}": float(s) for c, s in enumerate(shares)}
 
 
 class ImbalancedScenario(Scenario):
     """A long-tailed pool (exponential or step profile); the test set stays balanced unless
-    ``imbalanced_test`` is set, so accuracy there is the balanced measure of the tail."""
+    ``imbalanced_test`` is set, so accuracy there is the balanced measure of the tail.
+
+    On an open-set pool the long tail shapes the known classes, and the unknown-class
+    samples are thinned in proportion so that the pool's OOD share stays what the open-set
+    step made it."""
 
     Params = ImbalancedParams
     component_name = "imbalanced"
+    composition_order = 20
 
-    def prepare(self, dataset: ALDataset, seed: int) -> PreparedScenario:
+    def refine(self, setting: PreparedScenario, seed: int) -> PreparedScenario:
         p = self.params
+        dataset = setting.dataset
         ratio = 1.0 / p.imb_factor if p.imb_factor > 1 else p.imb_factor
-        candidates = long_tail(dataset.pool.labels, dataset.n_classes, ratio, p.profile, seed)
+        labels = dataset.pool.labels
+        candidates = setting.candidates
+        in_dist = candidates[labels[candidates] != OOD]
+        unknown = candidates[labels[candidates] == OOD]
+        kept = in_dist[long_tail(labels[in_dist], dataset.n_classes, ratio, p.profile, seed)]
+        n_unknown = round(len(unknown) * len(kept) / max(len(in_dist), 1))
+        kept_unknown = np.random.default_rng(seed + 1).choice(unknown, size=n_unknown, replace=False)
+        new_candidates = np.sort(np.concatenate([kept, kept_unknown]).astype(np.int64))
+        initial = setting.initial_candidates
+        if initial is not None:
+            initial = np.intersect1d(initial, new_candidates)
         if p.imbalanced_test:
-            keep = long_tail(dataset.test.labels, dataset.n_classes, ratio, p.profile, seed + 1)
+            test_labels = dataset.test.labels
+            keep = long_tail(test_labels, dataset.n_classes, ratio, p.profile, seed + 1)
             dataset.test = dataset.test.subset(keep)
-        counts = np.bincount(dataset.pool.labels[candidates], minlength=dataset.n_classes)
-        return ImbalancedSetting(
-            dataset=dataset,
-            oracle=Oracle(dataset.pool.labels),
-            candidates=candidates,
-            info={"imbalance_ratio": ratio, "pool_class_counts": counts.tolist()},
+        counts = np.bincount(labels[kept], minlength=dataset.n_classes)
+        return replace(
+            setting,
+            candidates=new_candidates,
+            initial_candidates=initial,
+            info={**setting.info, "imbalance_ratio": ratio, "pool_class_counts": counts.tolist()},
+            reports=[*setting.reports, imbalance_report],
         )

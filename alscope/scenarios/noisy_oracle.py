@@ -8,7 +8,7 @@ again after a resume, gives the same answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -16,9 +16,8 @@ import numpy as np
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.data.base import ALDataset
 from alscope.errors import ConfigError
-from alscope.scenarios.base import Oracle, PreparedScenario, Scenario
+from alscope.scenarios.base import OOD, Oracle, PreparedScenario, Scenario
 
 
 class NoisyOracleParams(Params):
@@ -67,33 +66,43 @@ def noisy_answers(labels: np.ndarray, t: np.ndarray, seed: int) -> np.ndarray:
     return np.minimum(answers, t.shape[0] - 1).astype(np.int64)
 
 
-@dataclass
-class NoisySetting(PreparedScenario):
-    true_labels: np.ndarray | None = None
+@dataclass(frozen=True)
+class NoiseReport:
+    """How many wrong labels each query brought into the labeled set."""
 
-    def query_metrics(
-        self, queried: np.ndarray, labels: np.ndarray, all_labels: np.ndarray
+    true_answers: np.ndarray
+
+    def __call__(
+        self, setting: PreparedScenario, queried: np.ndarray, labels: np.ndarray, all_labels: np.ndarray
     ) -> dict[str, float]:
-        """How many wrong labels this query brought into the labeled set."""
-        assert self.true_labels is not None
-        wrong = int((labels != self.true_labels[queried]).sum())
+        del setting, all_labels
+        wrong = int((labels != self.true_answers[queried]).sum())
         return {"noisy_labels": float(wrong), "noisy_label_rate": wrong / max(len(queried), 1)}
 
 
 class NoisyOracleScenario(Scenario):
-    """The oracle answers wrongly at a rate (symmetric) or by a class transition matrix."""
+    """The oracle answers wrongly at a rate (symmetric) or by a class transition matrix.
+
+    On an open-set pool only known-class answers are noisy: "out of distribution" is
+    answered as such (the annotator knows what the task's classes are)."""
 
     Params = NoisyOracleParams
     component_name = "noisy_oracle"
+    composition_order = 30
 
-    def prepare(self, dataset: ALDataset, seed: int) -> PreparedScenario:
-        t = transition_matrix(self.params, dataset.n_classes)
-        truth = dataset.pool.labels
-        answers = noisy_answers(truth, t, seed)
-        return NoisySetting(
-            dataset=dataset,
+    def refine(self, setting: PreparedScenario, seed: int) -> PreparedScenario:
+        t = transition_matrix(self.params, setting.dataset.n_classes)
+        truth = setting.oracle.answers
+        known = truth != OOD
+        answers = truth.copy()
+        answers[known] = noisy_answers(truth[known], t, seed)
+        return replace(
+            setting,
             oracle=Oracle(answers),
-            candidates=np.arange(len(dataset.pool), dtype=np.int64),
-            info={"noise": self.params.noise, "expected_noise_rate": float(1 - np.mean(np.diag(t)))},
-            true_labels=truth,
+            info={
+                **setting.info,
+                "noise": self.params.noise,
+                "expected_noise_rate": float(1 - np.mean(np.diag(t))),
+            },
+            reports=[*setting.reports, NoiseReport(truth)],
         )

@@ -11,13 +11,12 @@ Known classes are renumbered 0..k-1; pool indices keep meaning the same samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.data.base import ALDataset
 from alscope.errors import ConfigError
 from alscope.scenarios.base import OOD, Oracle, PreparedScenario, Scenario
 
@@ -59,23 +58,22 @@ def choose_known(classes: list[str], params: OpenSetParams, seed: int) -> np.nda
     return chosen
 
 
-@dataclass
-class OpenSetting(PreparedScenario):
-    n_known_candidates: int = 0
-
-    def query_metrics(
-        self, queried: np.ndarray, labels: np.ndarray, all_labels: np.ndarray
-    ) -> dict[str, float]:
-        """Query precision (share in distribution), its running value over all queries,
-        the OOD samples queried, and recall over the in-distribution pool."""
-        in_dist = labels != OOD
-        queried_answers = all_labels[self.n_initial :]
-        return {
-            "query_precision": float(in_dist.mean()) if len(labels) else 0.0,
-            "cumulative_precision": float((queried_answers != OOD).mean()) if len(queried_answers) else 0.0,
-            "ood_queried": float((~in_dist).sum()),
-            "id_recall": float((all_labels != OOD).sum() / max(self.n_known_candidates, 1)),
-        }
+def open_set_report(
+    setting: PreparedScenario, queried: np.ndarray, labels: np.ndarray, all_labels: np.ndarray
+) -> dict[str, float]:
+    """Query precision (share in distribution), its running value over all queries, the
+    OOD samples queried, and recall over the in-distribution pool."""
+    del queried
+    in_dist = labels != OOD
+    queried_answers = all_labels[setting.n_initial :]
+    candidates = setting.candidates
+    n_known = int((setting.dataset.pool.labels[candidates] != OOD).sum())
+    return {
+        "query_precision": float(in_dist.mean()) if len(labels) else 0.0,
+        "cumulative_precision": float((queried_answers != OOD).mean()) if len(queried_answers) else 0.0,
+        "ood_queried": float((~in_dist).sum()),
+        "id_recall": float((all_labels != OOD).sum() / max(n_known, 1)),
+    }
 
 
 class OpenSetScenario(Scenario):
@@ -84,31 +82,38 @@ class OpenSetScenario(Scenario):
 
     Params = OpenSetParams
     component_name = "openset"
+    composition_order = 10
 
-    def prepare(self, dataset: ALDataset, seed: int) -> PreparedScenario:
+    def refine(self, setting: PreparedScenario, seed: int) -> PreparedScenario:
         p = self.params
+        dataset = setting.dataset
         known = choose_known(dataset.classes, p, seed)
         mapping = np.full(dataset.n_classes, OOD, dtype=np.int64)
         mapping[known] = np.arange(len(known))
-        labels = dataset.pool.labels
-        is_known = np.isin(labels, known)
-        known_idx = np.flatnonzero(is_known)
-        unknown_idx = np.flatnonzero(~is_known)
+        candidates = setting.candidates
+        is_known = np.isin(dataset.pool.labels[candidates], known)
+        known_idx = candidates[is_known]
+        unknown_idx = candidates[~is_known]
         # unknown / (known + unknown) = ood_rate, bounded by the unknown samples there are
         n_unknown = min(len(unknown_idx), round(p.ood_rate * len(known_idx) / (1 - p.ood_rate)))
         rng = np.random.default_rng(seed)
         chosen_unknown = np.sort(rng.choice(unknown_idx, size=n_unknown, replace=False))
-        candidates = np.sort(np.concatenate([known_idx, chosen_unknown]))
+        initial = known_idx
+        if setting.initial_candidates is not None:
+            initial = np.intersect1d(setting.initial_candidates, known_idx)
         test_keep = np.flatnonzero(np.isin(dataset.test.labels, known))
         dataset.test = dataset.test.subset(test_keep).relabeled(mapping)
         dataset.pool = dataset.pool.relabeled(mapping)
         names = [dataset.classes[i] for i in known]
         dataset.classes = names
-        return OpenSetting(
+        answers = setting.oracle.answers
+        answers = np.where(answers == OOD, OOD, mapping[np.maximum(answers, 0)])
+        return replace(
+            setting,
             dataset=dataset,
-            oracle=Oracle(dataset.pool.labels),
-            candidates=candidates,
-            initial_candidates=known_idx,
-            info={"known_classes": names, "ood_rate": p.ood_rate},
-            n_known_candidates=len(known_idx),
+            oracle=Oracle(answers),
+            candidates=np.sort(np.concatenate([known_idx, chosen_unknown])),
+            initial_candidates=initial,
+            info={**setting.info, "known_classes": names, "ood_rate": p.ood_rate},
+            reports=[*setting.reports, open_set_report],
         )

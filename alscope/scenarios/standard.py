@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from alscope.data.base import ALDataset
-from alscope.scenarios.base import Oracle, PreparedScenario, Scenario
+from alscope.scenarios.base import PreparedScenario, Scenario
 
 
 class StandardScenario(Scenario):
     """Every pool sample may be queried; the oracle returns the true label."""
 
     component_name = "standard"
+    composition_order = 0
 
-    def prepare(self, dataset: ALDataset, seed: int) -> PreparedScenario:
+    def refine(self, setting: PreparedScenario, seed: int) -> PreparedScenario:
         del seed
-        return PreparedScenario(
-            dataset=dataset,
-            oracle=Oracle(dataset.pool.labels),
-            candidates=np.arange(len(dataset.pool), dtype=np.int64),
-        )
+        return setting

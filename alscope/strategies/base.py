@@ -27,6 +27,33 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class SSLRequest:
+    """A self-supervised embedding of the pool that a strategy reads (MQ-Net, CCAL).
+
+    The encoder is trained once per dataset, pool and request on the scenario's pool
+    without labels and its embeddings are cached on disk (``alscope.ssl``), so every
+    cycle, trial and later run reuses them.
+
+    Attributes:
+        method: ``"simclr"`` (two augmented views agree; NT-Xent) or ``"csi"`` (SimCLR
+            plus shifted instances as negatives, Tack et al. 2020, where the domain
+            provides a shifting transformation; otherwise as simclr).
+        epochs: training epochs over the pool.
+        dim: output dimension of the projection head used in training.
+        temperature: NT-Xent temperature.
+        batch_size: samples per contrastive batch (2x views).
+        lr: learning rate of the encoder's optimiser.
+    """
+
+    method: str = "simclr"
+    epochs: int = 20
+    dim: int = 128
+    temperature: float = 0.5
+    batch_size: int = 256
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
 class Requirements:
     """What a strategy reads from the model, computed in one pool pass.
 
@@ -43,6 +70,8 @@ class Requirements:
         extra_outputs: names of per-sample outputs that the strategy's training hooks
             compute in the pool pass (e.g. Learning Loss's predicted loss).
         model: the strategy gets the trained model itself (``view.model``).
+        ssl: self-supervised embeddings of the pool (``view.ssl_embeddings[method]`` and
+            ``view.labeled_ssl_embeddings[method]``); they need no trained classifier.
     """
 
     probs: bool = False
@@ -54,6 +83,7 @@ class Requirements:
     consistent_mc: bool = False
     extra_outputs: tuple[str, ...] = ()
     model: bool = False
+    ssl: tuple[SSLRequest, ...] = ()
 
     @property
     def needs_trained_model(self) -> bool:
@@ -76,7 +106,9 @@ class Requirements:
         out = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if value:
+            if f.name == "ssl" and value:
+                out.append("ssl=" + "+".join(r.method for r in value))
+            elif value:
                 out.append(f"{f.name}={value}" if not isinstance(value, bool) else f.name)
         return out
 
@@ -100,6 +132,9 @@ class PoolView:
     labeled_probs: torch.Tensor | None = None
     mc_probs: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: self-supervised embeddings by method, ``(U, D)`` and ``(L, D)`` (``Requirements.ssl``)
+    ssl_embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
+    labeled_ssl_embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
     model: Any = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 

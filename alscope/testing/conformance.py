@@ -38,6 +38,7 @@ import torch
 from alscope.components import Params
 from alscope.errors import BudgetError, ConfigError
 from alscope.registry import Registry, get_registry
+from alscope.scenarios.base import OOD
 from alscope.specs import ComponentSpec
 from alscope.strategies.base import PoolView, Requirements, Strategy, validate_selection
 
@@ -79,6 +80,7 @@ def make_pool_view(
     seed: int = 0,
     mc_samples: int | None = None,
     model: Any = None,
+    n_ood_labeled: int = 0,
 ) -> PoolView:
     """A synthetic, well-formed pool view holding what ``requirements`` declares.
 
@@ -102,6 +104,9 @@ def make_pool_view(
             ``requirements.mc_samples`` (no MC samples when that is 0).
         model: what ``view.model`` holds when ``requirements.model`` is set; default a
             small untrained MLP over ``dim`` features in eval mode.
+        n_ood_labeled: labeled samples the oracle answered "out of distribution"
+            (``labeled_targets == OOD``, an open-set pool); their embeddings come from a
+            cluster of their own.
     """
     if n < 2:
         raise ValueError(f"a pool view needs n >= 2 samples, got {n}")
@@ -123,6 +128,11 @@ def make_pool_view(
         y[labeled[:n_classes]] = rng.permutation(n_classes)
     centers = rng.normal(0.0, 3.0, size=(n_classes, dim))
     emb = centers[y] + rng.normal(0.0, 1.0, size=(n, dim))
+    targets = y[labeled].astype(np.int64)
+    if n_ood_labeled:
+        ood_rows = labeled[-min(n_ood_labeled, n_labeled) :]
+        emb[ood_rows] = rng.normal(0.0, 3.0, size=dim) + rng.normal(0.0, 1.0, size=(len(ood_rows), dim))
+        targets[-len(ood_rows) :] = OOD
     sharpness = rng.uniform(0.0, 4.0, size=(n, 1))  # some confident, some not
     logits = rng.normal(0.0, 1.0, size=(n, n_classes)) + sharpness * np.eye(n_classes)[y]
     probs = _softmax(logits)
@@ -131,7 +141,7 @@ def make_pool_view(
         unlabeled=unlabeled,
         labeled=labeled,
         n_classes=n_classes,
-        labeled_targets=y[labeled].astype(np.int64),
+        labeled_targets=targets,
     )
     if req.probs:
         view.probs = _tensor(probs[unlabeled])
@@ -148,6 +158,10 @@ def make_pool_view(
         noise = rng.normal(0.0, 1.0, size=(len(unlabeled), k, n_classes))
         view.mc_probs = _tensor(_softmax(logits[unlabeled][:, None, :] + noise))
     view.extras = {name: _tensor(rng.random(len(unlabeled))) for name in req.extra_outputs}
+    for request in req.ssl:  # a view of the same clusters, as a contrastive encoder gives
+        ssl = emb @ rng.normal(0.0, 1.0, size=(dim, dim)) / np.sqrt(dim)
+        view.ssl_embeddings[request.method] = _tensor(ssl[unlabeled])
+        view.labeled_ssl_embeddings[request.method] = _tensor(ssl[labeled].reshape(n_labeled, dim))
     if req.model:
         view.model = model if model is not None else _small_model(dim, n_classes, seed)
     return view
@@ -448,6 +462,15 @@ class StrategyConformance:
             pytest.skip(f"{case.name} needs a trained model, so it never runs at cold start")
         view = make_pool_view(req, n=60, n_classes=3, n_labeled=0, seed=8)
         view.labeled_embeddings = None  # what the engine gives before anything is labeled
+        check_selection(run_select(strategy, view, 10, seed=0), view, 10, strategy)
+
+    def test_open_set_pool_with_labeled_ood(self, case: StrategyCase) -> None:
+        """Labeled samples answered "out of distribution" (``OOD``) are not a class: every
+        strategy copes with them in ``labeled_targets``."""
+        strategy = case.make()
+        view = make_pool_view(
+            strategy.requirements(), n=120, n_classes=4, n_labeled=30, n_ood_labeled=8, seed=9
+        )
         check_selection(run_select(strategy, view, 10, seed=0), view, 10, strategy)
 
     def test_large_pool_within_time_bound(self, case: StrategyCase) -> None:
