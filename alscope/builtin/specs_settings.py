@@ -25,7 +25,7 @@ SETTING_STRATEGIES: list[ComponentSpec] = [
         "OOD samples, separate known from unknown; then diversity among the likely known",
         aliases=("EOAL", "EntropicOpenSet"),
         paper="Safaei et al., WACV 2024: Entropic Open-set Active Learning",
-        needs=("features", "labeled OOD in training", "extra_outputs"),
+        needs=("raw inputs", "labeled OOD in training", "extra_outputs"),
         family="open-set",
     ),
     StrategySpec(

@@ -349,7 +349,7 @@ class Experiment:
                     _quietly(tracker.finish, t.run_id, "KILLED")
             _quietly(tracker.finish, self.state.parent_run_id, "KILLED")
             raise
-        summary = self._summarize(dataset)
+        summary = self._summarize(dataset, len(prepared.candidates))
         self.state.summary = summary
         self.state.status = "FINISHED"
         self.state.save(self.run_dir)
@@ -378,7 +378,7 @@ class Experiment:
             summary,
         )
 
-    def _summarize(self, dataset: ALDataset) -> dict[str, Any]:
+    def _summarize(self, dataset: ALDataset, n_candidates: int) -> dict[str, Any]:
         aubcs = [_trial_aubc(t) for t in self.state.trials]
         finals = [t.cycles[-1].metrics.get("accuracy", np.nan) for t in self.state.trials if t.cycles]
         sel = [
@@ -398,7 +398,8 @@ class Experiment:
             "backbone": self.components.backbone_spec.name if self.components.backbone_spec else "",
             "device": str(self.device),
             "wall_time": time.perf_counter() - self._started,
-            "n_pool": len(dataset.pool),
+            # the scenario's pool: what could ever be labeled
+            "n_pool": n_candidates,
             "n_test": len(dataset.test),
             "aubc": float(np.mean(aubcs)),
             "aubc_std": float(np.std(aubcs)),
