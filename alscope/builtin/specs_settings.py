@@ -74,7 +74,7 @@ SETTING_STRATEGIES: list[ComponentSpec] = [
     StrategySpec(
         "coreset_cb",
         f"{_S}.class_balanced:CoresetCB",
-        "core-set coverage with the same class-balance term (HiGHS)",
+        "greedy k-center whose every pick also pays the class-balance term ||Omega - P^T z||_1",
         aliases=("CoresetCB", "CBCoreset"),
         paper="Bengar et al., WACV 2022: Class-Balanced Active Learning for Image Classification",
         needs=("probs", "embeddings", "labeled_embeddings", "labeled_targets"),
