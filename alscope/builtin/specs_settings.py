@@ -36,7 +36,7 @@ SETTING_STRATEGIES: list[ComponentSpec] = [
         aliases=("CCAL", "ContrastiveCoding"),
         paper="Du et al., ICCV 2021: Contrastive Coding for Active Learning under Class "
         "Distribution Mismatch",
-        needs=("ssl embeddings",),
+        needs=("ssl embeddings (simclr + csi)", "labeled_targets"),
         family="open-set",
     ),
     StrategySpec(

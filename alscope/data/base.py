@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -272,9 +272,36 @@ class InputSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class ContrastiveViews(Protocol):
+    """A domain's views for self-supervised contrastive training (``alscope.ssl``).
+
+    ``views`` returns a strongly augmented copy of a batch of *evaluation-transformed*
+    model inputs (SimCLR's crops and colour distortions for images), drawing its
+    randomness from ``generator``; two calls give two views of the same samples.
+    ``n_shifts`` > 1 offers CSI's shifting transformations: ``shift(inputs, k)`` for
+    ``k`` in ``0..n_shifts-1`` (``k = 0`` the identity, e.g. rotations by ``k x 90``
+    degrees), applied after ``views``; 0 means none (CSI then trains as SimCLR). Its
+    ``repr`` should state its settings (a dataclass's does): it is part of the key under
+    which the embeddings are cached.
+    """
+
+    @property
+    def n_shifts(self) -> int: ...
+
+    def views(self, inputs: Any, generator: torch.Generator) -> Any: ...
+
+    def shift(self, inputs: Any, k: int) -> Any: ...
+
+
 @dataclass
 class ALDataset:
-    """A loaded dataset, ready for a scenario."""
+    """A loaded dataset, ready for a scenario.
+
+    ``contrastive`` (optional) gives self-supervised training its augmentations; without
+    it the two views are the training transform applied twice plus dropout (SimCSE for
+    text and tabular data). A backbone whose ``prepare_dataset`` changes what the inputs
+    are (e.g. cached features in place of images) must drop it (``contrastive=None``).
+    """
 
     name: str
     domain: Domain
@@ -283,6 +310,7 @@ class ALDataset:
     test: DataSource
     input_spec: InputSpec
     default_backbone: str
+    contrastive: ContrastiveViews | None = None
 
     @property
     def n_classes(self) -> int:

@@ -27,6 +27,7 @@ from alscope.components import Params
 from alscope.data.base import ALDataset, DatasetFactory, InputSpec, LoadContext, TensorSource
 from alscope.data.splits import cap_pool, stratified_holdout
 from alscope.errors import DataError
+from alscope_cv.contrastive import ImageContrastiveViews
 from alscope_cv.files import Need, folders, list_names, note, run_download, search_dirs, verify
 from alscope_cv.transforms import ImageBatchTransform
 
@@ -339,6 +340,7 @@ class InMemoryImageDataset(DatasetFactory):
             test=TensorSource(torch.from_numpy(np.ascontiguousarray(test_x)), test_y, eval_tf, eval_tf),
             input_spec=InputSpec("image", tuple(int(d) for d in pool_x.shape[1:])),
             default_backbone=self.default_backbone,
+            contrastive=ImageContrastiveViews.for_transform(eval_tf, pool_x.shape[1:], hflip=self.hflip),
         )
 
 
