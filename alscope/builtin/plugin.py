@@ -155,7 +155,13 @@ def alscope_register_scenarios() -> list[ComponentSpec]:
 @hookimpl
 def alscope_claim_name(kind: str, name: str) -> dict[str, Any] | None:
     """``--scenario openset+imbalanced``: the composed scenario of the named parts (checked,
-    ordered and given their parameters by ``alscope.scenarios.composed``)."""
+    ordered and given their parameters by ``alscope.scenarios.composed``). ``--strategy
+    flcmi`` / ``logdetcmi``: SIMILAR with that function (the paper's names)."""
+    if kind == "strategy":
+        function = name.lower().replace("-", "").replace("_", "")
+        if function in ("flcmi", "logdetcmi"):
+            return {"name": "similar", "params": {"function": function}}
+        return None
     if kind != "scenario" or "+" not in name:
         return None
     parts = [part.strip() for part in name.split("+")]

@@ -43,11 +43,11 @@ SETTING_STRATEGIES: list[ComponentSpec] = [
         "mqnet",
         f"{_S}.mqnet:MQNet",
         "a meta query network balances purity (self-supervised CSI score) against informativeness "
-        "(confidence or Learning Loss); trained on each queried batch",
+        "(confidence or Learning Loss); retrained each cycle on every sample queried so far",
         aliases=("MQNet", "MQ-Net", "MetaQueryNet"),
         paper="Park et al., NeurIPS 2022: Meta-Query-Net: Resolving Purity-Informativeness Dilemma "
         "in Open-set Active Learning",
-        needs=("ssl embeddings", "probs"),
+        needs=("ssl embeddings (csi)", "probs", "extra_outputs with informativeness=learning_loss"),
         family="open-set",
     ),
     StrategySpec(
@@ -55,7 +55,7 @@ SETTING_STRATEGIES: list[ComponentSpec] = [
         f"{_S}.similar:SIMILAR",
         "submodular conditional mutual information (FLCMI or LogDetCMI): like the labeled known "
         "samples, unlike the labeled OOD samples, without an N x N kernel",
-        aliases=("SIMILAR", "FLCMI", "LogDetCMI", "SMI"),
+        aliases=("SIMILAR", "SMI"),
         paper="Kothawade et al., NeurIPS 2021: SIMILAR: Submodular Information Measures Based "
         "Active Learning in Realistic Scenarios",
         needs=("embeddings", "labeled_embeddings"),
