@@ -71,3 +71,32 @@ def test_real_mnist_short_experiment(tmp_path: Path) -> None:
     assert accuracy[-1] > accuracy[0]
     assert accuracy[-1] > 0.8
     assert result.summary["backbone"] == "cnn" and result.summary["n_test"] == 2000
+
+
+def test_real_mnist_open_set_lfosa_queries_known_classes_entropy_does_not(tmp_path: Path) -> None:
+    """The issue's open-set check on real images: with 40% of the pool from unknown digits,
+    LfOSA's detector keeps the queries in distribution where entropy chases the unknown."""
+
+    def run(strategy: str) -> list[float]:
+        cfg = ExperimentConfig.model_validate(
+            {
+                "strategy": strategy,
+                "dataset": {"name": "mnist", "params": {"max_pool_size": 3000}},
+                "scenario": {"name": "openset", "params": {"ood_rate": 0.4}},
+                "n_initial": 100,
+                "n_query": 100,
+                "cycles": 2,
+                "seed": 0,
+                "data_dir": str(SHARED),
+                "results_dir": str(tmp_path / strategy),
+                "training": {"epochs": 10, "device": "cpu"},
+                "tracking": {"enabled": False},
+            }
+        )
+        cycles = run_experiment(cfg).trials[0].cycles
+        return [c.metrics["query_precision"] for c in cycles if "query_precision" in c.metrics]
+
+    lfosa, entropy = run("lfosa"), run("entropy")
+    assert len(lfosa) == len(entropy) == 2
+    assert min(lfosa) > 0.8
+    assert np.mean(lfosa) > np.mean(entropy) + 0.3

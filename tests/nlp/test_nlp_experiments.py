@@ -219,6 +219,38 @@ def test_real_agnews_test_split_with_minilm_frozen(tmp_path: Path, shared_data: 
 
 @pytest.mark.slow
 @pytest.mark.realdata
+def test_real_agnews_open_set_lfosa_keeps_queries_in_distribution(
+    tmp_path: Path, shared_data: Path, minilm: Path
+) -> None:
+    """The issue's open-set check on real text: 2 of the 4 topics known, 40% of the pool from
+    the other two; both runs share one embedding cache (same results folder)."""
+
+    def precision(strategy: str) -> list[float]:
+        with pytest.warns(UserWarning, match="only one labelled split"):
+            result = run_experiment(
+                config(
+                    tmp_path,
+                    strategy=strategy,
+                    dataset={"name": "agnews", "params": {"max_pool_size": 600, "max_test_size": 200}},
+                    scenario={"name": "openset", "params": {"ood_rate": 0.4, "n_known": 2}},
+                    data_dir=str(shared_data),
+                    backbone={"name": "transformer", "params": {"model": str(minilm), "max_length": 64}},
+                    n_initial=10,
+                    n_query=20,
+                    cycles=3,
+                    training={"epochs": 40},
+                )
+            )
+        cycles = result.trials[0].cycles
+        return [c.metrics["query_precision"] for c in cycles if "query_precision" in c.metrics]
+
+    lfosa, entropy = precision("lfosa"), precision("entropy")
+    assert len(lfosa) == 3 and min(lfosa) >= 0.8, lfosa
+    assert sum(lfosa) > sum(entropy), (lfosa, entropy)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
 def test_real_trec_with_minilm_frozen_and_finetuned(tmp_path: Path, shared_data: Path, minilm: Path) -> None:
     frozen = run_experiment(
         config(
