@@ -778,7 +778,7 @@ def report(
     ] = False,
 ) -> None:
     """Compare strategies side by side from what MLflow holds."""
-    from alscope.report import load_trials, summarize
+    from alscope.report import DEFAULT_METRICS, load_trials, summarize
     from alscope.tracking import default_tracking_uri
 
     try:
@@ -787,7 +787,14 @@ def report(
         if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
             raise ConfigError(f"no MLflow store at {uri!r}; run an experiment first or pass --tracking-uri")
         rep = summarize(
-            load_trials(uri, experiment, run_filter=run_filter, include_unfinished=include_unfinished),
+            load_trials(
+                uri,
+                experiment,
+                run_filter=run_filter,
+                include_unfinished=include_unfinished,
+                # scenario metrics (query_precision, noisy_labels, ...) are read on request
+                metrics=tuple(dict.fromkeys([*DEFAULT_METRICS, metric])),
+            ),
             metric=metric,
         )
         for table in rep.rich_tables():

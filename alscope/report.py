@@ -24,6 +24,7 @@ This module stays light: it never imports torch.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import os
@@ -123,7 +124,9 @@ def load_trials(
         trial_runs = list(_search(client, tracking_uri, exp_id, trial_filter))
 
     frames: list[pd.DataFrame] = []
+    logged: set[str] = set()
     for trial_run in trial_runs:
+        logged.update(trial_run.data.metrics)
         tags = trial_run.data.tags
         parent_id = tags.get(_TAG_PARENT)
         if parent_id and parent_id not in parents:
@@ -168,10 +171,13 @@ def load_trials(
     df = df[[*ID_COLUMNS, *metrics]].copy()
     df["trial"] = df["trial"].astype("int64")
     df["n_labeled"] = df["n_labeled"].astype("int64")
-    return df.sort_values(
+    df = df.sort_values(
         ["dataset", "scenario", "backbone", "strategy", "run", "trial", "n_labeled"],
         ignore_index=True,
     )
+    # every metric the trials logged, for messages naming what a report could show
+    df.attrs["logged_metrics"] = sorted(logged)
+    return df
 
 
 def _client(tracking_uri: str) -> Any:
@@ -438,7 +444,11 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
 
     valid = df.dropna(subset=[metric])
     if valid.empty:
-        raise TrackingError(f"no trial logged {metric!r}; nothing to summarize")
+        logged = [m for m in df.attrs.get("logged_metrics", []) if m not in ("aubc",)]
+        close = difflib.get_close_matches(metric, logged, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        listed = f" (logged: {', '.join(logged)})" if logged else ""
+        raise TrackingError(f"no trial logged {metric!r}; nothing to summarize{hint}{listed}")
     curves = (
         valid.groupby([*keys, "n_labeled"], sort=True)[metric]
         .agg(mean="mean", std=lambda s: float(np.std(s.to_numpy())), n_trials="count")

@@ -304,3 +304,27 @@ def test_several_datasets_and_backbones(tmp_path: Path) -> None:
 def test_report_module_does_not_import_torch() -> None:
     code = "import sys, alscope.report; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_cli_report_reads_a_scenario_metric_on_request(tmp_path: Path) -> None:
+    """Open-set runs log query precision; `alscope report --metric query_precision` ranks by
+    it, and a misspelt metric gets a suggestion naming what the trials logged."""
+    from typer.testing import CliRunner
+
+    from alscope.cli import app
+
+    runner = CliRunner()
+    common = ["--ood-rate", "0.4", "--cycles", "2", "--n-query", "10", "--epochs", "3"]
+    common += ["--results-dir", str(tmp_path), "--experiment", "open", "-q"]
+    for strategy in ("random", "entropy"):
+        done = runner.invoke(app, ["run", "--strategy", strategy, *common])
+        assert done.exit_code == 0, done.output
+    shown = runner.invoke(
+        app, ["report", "--results-dir", str(tmp_path), "--experiment", "open", "--metric", "query_precision"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "query_precision by labeled count" in shown.output and "entropy" in shown.output
+    typo = runner.invoke(
+        app, ["report", "--results-dir", str(tmp_path), "--experiment", "open", "--metric", "query_precison"]
+    )
+    assert typo.exit_code != 0 and "did you mean 'query_precision'" in typo.output
