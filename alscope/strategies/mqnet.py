@@ -44,9 +44,13 @@ SGD steps by default (``meta_steps``; the official 1,000 epochs x 150 steps are 
 ResNet-scale run and converge far earlier on this 2-input network).
 
 First query (nothing queried yet, or no two queried samples with different usefulness,
-e.g. only OOD answers so far): the official cycle-0 rule, the sum of the two
-standardised scores; the official code standardises informativeness only in ``LL``
-mode, here always, so that neither score's scale dominates. Before any OOD is labeled
+e.g. only OOD answers so far): the official cycle-0 rule, informativeness plus the
+standardised purity, with informativeness standardised too only in ``learning_loss``
+mode. In ``confidence`` mode the raw ``1 - max p`` (at most ``1 - 1/C``) is then small
+next to ``exp(z)`` of the purity, so the first batch is chosen mostly for purity: the
+meta network's first training set is not flooded with OOD samples, which a well-trained
+classifier finds the most uncertain (standardising both scores here, as an earlier
+version did, made the first queries on digits 65% OOD and the network never recovered). Before any OOD is labeled
 (all answers known) the network is trained all the same: it then learns to rank by the
 classifier's loss. Without any labeled known sample the purity is 0 everywhere and only
 informativeness ranks.
@@ -294,6 +298,14 @@ class MQNet(Strategy):
         k = as_tensor(lab, view.device)[torch.from_numpy(known).to(view.device)]
         return csi_purity(u, k)
 
+    def first_query_scores(self, inputs: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """The official cycle-0 rule: informativeness (raw in confidence mode, standardised
+        in learning-loss mode) plus the standardised purity."""
+        informative = inputs[:, 0].double()
+        if self.params.informativeness == "confidence":
+            informative = 1.0 - probs.double().max(dim=1).values
+        return informative + inputs[:, 1].double()
+
     def training_set(self, view: PoolView) -> tuple[torch.Tensor, torch.Tensor]:
         """Meta-inputs and usefulness (cross-entropy if answered known, 0 if OOD) of the
         queried samples that the view shows answered."""
@@ -341,7 +353,7 @@ class MQNet(Strategy):
                 scores = torch.cat([self.net(inputs[s : s + step]) for s in range(0, len(inputs), step)])
             scores = scores.double()
         else:
-            scores = inputs.double().sum(dim=1)  # the first query: informativeness + purity
+            scores = self.first_query_scores(inputs, probs)
         if not bool(torch.isfinite(scores).all()):
             raise ModelError(
                 f"strategy {self.component_name!r}: the meta query network gave non-finite scores"

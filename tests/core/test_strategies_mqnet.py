@@ -153,7 +153,9 @@ def test_meta_network_learns_purity_when_the_ood_answers_were_impure() -> None:
 def test_first_query_prefers_pure_and_informative_samples() -> None:
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(4), 25)  # 0: pure+informative, 1: pure, 2: informative, 3: neither
-    purity = np.where(groups < 2, rng.uniform(0.9, 1.0, 100), rng.uniform(0.2, 0.4, 100))
+    # equally pure groups 0 and 1, so the official first rule (raw informativeness + exp of the
+    # purity's z-score) separates them by informativeness; groups 2 and 3 are impure
+    purity = np.where(groups < 2, rng.uniform(0.95, 0.951, 100), rng.uniform(0.2, 0.4, 100))
     informativeness = np.where(groups % 2 == 0, rng.uniform(0.5, 0.6, 100), rng.uniform(0.0, 0.1, 100))
     world = World(purity, informativeness, np.zeros(100, dtype=np.int64))
     picked = MQNet(FAST).query(world.view(np.empty(0, np.int64)), 20, seed=0)
@@ -168,7 +170,13 @@ def test_second_query_weighs_purity_learned_from_the_answers() -> None:
         world = dilemma(seed)
         strategy = MQNet({"meta_steps": 1000, "meta_lr": 0.1})
         rng = np.random.default_rng(seed)
-        first = strategy.select(world.view(np.empty(0, np.int64)), 40, rng)
+        # a first batch rich in impure, informative OOD samples (the sum of both standardised
+        # scores picks it), recorded as MQ-Net records its own queries
+        start = world.view(np.empty(0, np.int64))
+        start_inputs, start_probs = strategy.meta_input(start)
+        pos = np.argsort(-start_inputs.sum(dim=1).numpy())[:40]
+        first = start.unlabeled[pos]
+        strategy._remember(first, start_inputs[pos].numpy(), start_probs[pos].numpy())
         assert (world.truth[first] == OOD).any()
         view = world.view(first)
         inputs, _ = strategy.meta_input(view)
@@ -276,3 +284,12 @@ class TestLearningLossConformance(StrategyConformance):
 
     strategy_name = "mqnet"
     strategy_params = {"informativeness": "learning_loss"}
+
+
+def test_first_query_in_confidence_mode_is_led_by_purity() -> None:
+    """The official first rule adds the raw 1 - max p to exp(z) of the purity, so the
+    uncertain OOD samples of the dilemma do not flood the network's first training set."""
+    for seed in range(2):
+        world = dilemma(seed)
+        first = MQNet(FAST).query(world.view(np.empty(0, np.int64)), 40, seed=seed)
+        assert (world.truth[first] != OOD).mean() >= 0.9
