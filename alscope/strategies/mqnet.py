@@ -50,10 +50,10 @@ mode. In ``confidence`` mode the raw ``1 - max p`` (at most ``1 - 1/C``) is then
 next to ``exp(z)`` of the purity, so the first batch is chosen mostly for purity: the
 meta network's first training set is not flooded with OOD samples, which a well-trained
 classifier finds the most uncertain (standardising both scores here, as an earlier
-version did, made the first queries on digits 65% OOD and the network never recovered). Before any OOD is labeled
-(all answers known) the network is trained all the same: it then learns to rank by the
-classifier's loss. Without any labeled known sample the purity is 0 everywhere and only
-informativeness ranks.
+version did, made the first queries on digits 65% OOD and the network never recovered).
+Before any OOD is labeled (all answers known) the network is trained all the same: it
+then learns to rank by the classifier's loss. Without any labeled known sample the purity
+is 0 everywhere and only informativeness ranks.
 """
 
 from __future__ import annotations
