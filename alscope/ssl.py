@@ -80,6 +80,28 @@ VERSION = 1
 _FINGERPRINT_SAMPLES = 32
 
 
+@dataclass(frozen=True)
+class FeatureDropoutViews:
+    """Views of feature vectors by dropout on the features themselves.
+
+    SimCSE (Gao et al., EMNLP 2021) makes two views of a sentence by passing it twice
+    through the encoder with dropout on. A frozen encoder's cached sentence embeddings
+    have no dropout left to draw, so the noise goes on the embedding: each feature is
+    zeroed with probability ``p`` (and the rest scaled by ``1 / (1 - p)``), independently
+    per view. No shifting transformation (CSI trains as SimCLR).
+    """
+
+    p: float = 0.1
+    n_shifts: int = 0
+
+    def views(self, inputs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        keep = torch.rand(inputs.shape, generator=generator, device=generator.device) >= self.p
+        return inputs * keep.to(inputs.device, inputs.dtype) / (1.0 - self.p)
+
+    def shift(self, inputs: torch.Tensor, k: int) -> torch.Tensor:
+        raise ModelError("feature-dropout views have no shifting transformation")
+
+
 @dataclass
 class TrainedEncoder:
     """An encoder after contrastive training, with its mean loss per epoch."""

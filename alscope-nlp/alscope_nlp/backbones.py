@@ -389,11 +389,16 @@ class Transformer(Backbone):
             std = pool_x.std(axis=0, keepdims=True)
             std[std <= 1e-6 * max(float(std.max()), 1e-12)] = 1.0  # (near-)constant dimensions
             pool_x, test_x = (pool_x - mean) / std, (test_x - mean) / std
+        from alscope.ssl import FeatureDropoutViews
+
         return replace(
             dataset,
             pool=TensorSource(torch.from_numpy(np.ascontiguousarray(pool_x)), pool.labels),
             test=TensorSource(torch.from_numpy(np.ascontiguousarray(test_x)), test.labels),
             input_spec=InputSpec("vector", tuple(pool_x.shape[1:]), {"alscope_nlp": extra}),
+            # self-supervised training (MQ-Net, CCAL) on cached sentence embeddings: the
+            # frozen encoder's dropout cannot draw two views, so dropout goes on the embedding
+            contrastive=FeatureDropoutViews(),
         )
 
     @staticmethod

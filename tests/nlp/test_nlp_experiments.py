@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("alscope_nlp")
 
@@ -82,6 +83,34 @@ def test_frozen_text_experiment_is_seeded(tmp_path: Path, tiny_model: Path) -> N
     assert accuracies == [c.metrics["accuracy"] for c in b.trials[0].cycles]
     assert [c.n_labeled for c in a.trials[0].cycles] == [12, 24, 36]
     assert a.summary["n_pool"] == 75 and a.summary["n_test"] == 25
+
+
+def test_frozen_text_gets_sentence_embedding_views_for_self_supervised_strategies(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """CCAL on cached sentence embeddings: the views are dropout on the embedding (the frozen
+    encoder has none left), so the contrastive encoder never sees two identical views."""
+    from alscope.ssl import FeatureDropoutViews
+
+    path = write_sentences(tmp_path / "mine.csv")
+    strategy = {"name": "ccal", "params": {"semantic_epochs": 2, "distinctive_epochs": 2, "ssl_dim": 16}}
+    cfg = config(
+        tmp_path,
+        strategy=strategy,
+        dataset={"name": "text", "params": {"path": str(path)}},
+        backbone={"name": "transformer", "params": {"model": str(tiny_model), "mode": "frozen"}},
+        scenario={"name": "openset", "params": {"ood_rate": 0.3, "n_known": 2}},
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_experiment(cfg)
+    assert not [w for w in caught if "identical" in str(w.message)]
+    assert "query_precision" in result.trials[0].cycles[0].metrics
+    views = FeatureDropoutViews(p=0.5)
+    x = torch.ones(64, 8)
+    a, b = views.views(x, torch.Generator().manual_seed(0)), views.views(x, torch.Generator().manual_seed(1))
+    assert not torch.equal(a, b) and set(a.unique().tolist()) <= {0.0, 2.0}
+    assert abs(float(a.mean()) - 1.0) < 0.15  # dropout keeps the expectation
 
 
 @pytest.mark.parametrize("strategy", ["tidal", "margin"])
