@@ -28,11 +28,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
-from alscope_cv.transforms import ImageBatchTransform
+
+class NormalizingTransform(Protocol):
+    """What the views need of an evaluation transform: its channel statistics and whether
+    it normalised with them (``ImageBatchTransform``, ``DecodeImage``)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    normalize: bool
+
 
 # RGB -> YIQ (NTSC); hue is an angle in the IQ plane
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -88,9 +97,10 @@ class ImageContrastiveViews:
 
     @classmethod
     def for_transform(
-        cls, transform: ImageBatchTransform, shape: Sequence[int], *, hflip: bool
+        cls, transform: NormalizingTransform, shape: Sequence[int], *, hflip: bool
     ) -> ImageContrastiveViews:
-        """Views matching an evaluation transform, for images of ``shape`` ``(C, H, W)``."""
+        """Views matching an evaluation transform (batched, or the per-file decoder of the
+        folder datasets), for images of ``shape`` ``(C, H, W)``."""
         _, height, width = (int(d) for d in shape)
         return cls(
             transform.mean,

@@ -249,3 +249,20 @@ def test_tiny_imagenet_truncated_image(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=f"{wnids[1]}_2.JPEG cannot be decoded"):
         all_batches(ds.pool, batch_size=8)
     assert len(all_batches(ds.test)) == 1  # the others still decode
+
+
+def test_image_folder_offers_contrastive_views_and_rotations(tmp_path: Path) -> None:
+    """Self-supervised strategies (CCAL, MQ-Net) get SimCLR views and CSI's rotations on
+    folder datasets too, matching the decoder's normalisation."""
+    from alscope_cv.contrastive import ImageContrastiveViews
+
+    root = tmp_path / "photos"
+    write_image_folder(root, per_class=4, size=24)
+    ds = folder(root, image_size=16, test_fraction=0.25)
+    views = ds.contrastive
+    assert isinstance(views, ImageContrastiveViews) and views.n_shifts == 4 and views.normalized
+    x = all_batches(ds.pool)[0].inputs
+    a = views.views(x, torch.Generator().manual_seed(0))
+    b = views.views(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and a.dtype == x.dtype and not torch.equal(a, b)
+    assert torch.equal(views.shift(x, 2), torch.rot90(x, 2, dims=(2, 3)))

@@ -13,6 +13,7 @@ from alscope.components import Params
 from alscope.data.base import ALDataset, DatasetFactory, InputSpec, LoadContext
 from alscope.data.splits import cap_pool, stratified_holdout
 from alscope.errors import DataError
+from alscope_cv.contrastive import ImageContrastiveViews
 from alscope_cv.datasets.common import SplitMode, choose_parts, describe_counts, gather
 from alscope_cv.datasets.imagefiles import (
     IMAGE_EXTENSIONS,
@@ -189,6 +190,7 @@ class ImageFolder(DatasetFactory):
             test=file_sources(test_paths, test_labels, eval_tf, eval_tf, workers),
             input_spec=InputSpec("image", (channels, size, size)),
             default_backbone="cv:resnet18",
+            contrastive=ImageContrastiveViews.for_transform(eval_tf, (channels, size, size), hflip=True),
         )
 
 
@@ -383,4 +385,5 @@ class TinyImageNet(DatasetFactory):
             test=file_sources(test_paths, test_labels, eval_tf, eval_tf, workers),
             input_spec=InputSpec("image", (3, 64, 64)),
             default_backbone="cv:resnet18",
+            contrastive=ImageContrastiveViews.for_transform(eval_tf, (3, 64, 64), hflip=True),
         )
