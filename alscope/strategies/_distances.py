@@ -25,10 +25,11 @@ large products use all threads (:func:`parallel`).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ _SLACK = 1e-5
 
 
 _OUTER_THREADS: list[int] = []
+_Select = TypeVar("_Select", bound=Callable[..., np.ndarray])
 
 
 @contextmanager
@@ -65,6 +67,18 @@ def sequential(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(_OUTER_THREADS.pop())
+
+
+def select_sequentially(select: _Select) -> _Select:
+    """Decorates a strategy's ``select`` so that the whole selection runs under
+    :func:`sequential` on the view's device."""
+
+    @functools.wraps(select)
+    def wrapper(self: Any, view: Any, budget: int, rng: np.random.Generator) -> np.ndarray:
+        with sequential(view.device):
+            return select(self, view, budget, rng)
+
+    return cast("_Select", wrapper)
 
 
 @contextmanager

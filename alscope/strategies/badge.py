@@ -23,7 +23,13 @@ import torch
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.strategies._distances import GradientSpace, as_tensor, gradient_factors, kmeans_pp, sequential
+from alscope.strategies._distances import (
+    GradientSpace,
+    as_tensor,
+    gradient_factors,
+    kmeans_pp,
+    select_sequentially,
+)
 from alscope.strategies.base import PoolView, Requirements, Strategy
 
 
@@ -60,11 +66,8 @@ class Badge(Strategy):
     def requirements(self) -> Requirements:
         return Requirements(probs=True, embeddings=True)
 
+    @select_sequentially
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        with sequential(view.device):
-            return self._select(view, budget, rng)
-
-    def _select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         space = gradient_space(view, self.component_name)
         first = int(torch.argmax(space.sq))
         # Grouping the pool buys nothing here: in the C*D-dimensional gradient space the

@@ -28,7 +28,7 @@ import torch
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.strategies._distances import as_tensor, assign, is_big, parallel, sequential, sqdist
+from alscope.strategies._distances import as_tensor, assign, is_big, parallel, select_sequentially, sqdist
 from alscope.strategies.base import PoolView, Requirements, Strategy, top_k
 from alscope.strategies.uncertainty import margin_scores
 
@@ -141,11 +141,8 @@ class ClusterMargin(Strategy):
         self.cluster_pool(view, budget, rng)
         return self.clusters_of(view, budget, rng)
 
+    @select_sequentially
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        with sequential(view.device):
-            return self._select(view, budget, rng)
-
-    def _select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         clusters = self.clusters_of(view, budget, rng)
         probs = as_tensor(view.require("probs", self.component_name), view.device)
         scores = margin_scores(probs).cpu().numpy()  # -(p1 - p2): higher = smaller margin

@@ -29,7 +29,7 @@ from alscope.strategies._distances import (
     kcenter_greedy,
     project,
     row_mean,
-    sequential,
+    select_sequentially,
 )
 from alscope.strategies.base import PoolView, Requirements, Strategy
 
@@ -84,11 +84,8 @@ class CoreSet(Strategy):
     def requirements(self) -> Requirements:
         return Requirements(embeddings=True, labeled_embeddings=True)
 
+    @select_sequentially
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        with sequential(view.device):
-            return self._select(view, budget, rng)
-
-    def _select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params
         x, lab, mean = pool_features(view, self.component_name, p.projection, p.projection_dim, rng=rng)
         picks, _ = kcenter_greedy(

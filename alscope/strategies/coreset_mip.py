@@ -40,7 +40,13 @@ import torch
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.strategies._distances import FeatureSpace, kcenter_greedy, min_sqdist, sequential, sqdist
+from alscope.strategies._distances import (
+    FeatureSpace,
+    kcenter_greedy,
+    min_sqdist,
+    select_sequentially,
+    sqdist,
+)
 from alscope.strategies.base import PoolView, Requirements, Strategy
 from alscope.strategies.coreset import pool_features
 
@@ -163,11 +169,8 @@ class CoreSetMIP(Strategy):
     def requirements(self) -> Requirements:
         return Requirements(embeddings=True, labeled_embeddings=True)
 
+    @select_sequentially
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        with sequential(view.device):
-            return self._select(view, budget, rng)
-
-    def _select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params
         x, lab, mean = pool_features(view, self.component_name, rng=rng)
         greedy, _ = kcenter_greedy(

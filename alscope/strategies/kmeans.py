@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.strategies._distances import as_tensor, kmeans, min_sqdist, sequential
+from alscope.strategies._distances import as_tensor, kmeans, min_sqdist, select_sequentially
 from alscope.strategies.base import PoolView, Requirements, Strategy
 
 
@@ -64,11 +64,8 @@ class KMeansSampling(Strategy):
     def requirements(self) -> Requirements:
         return Requirements(embeddings=True)
 
+    @select_sequentially
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        with sequential(view.device):
-            return self._select(view, budget, rng)
-
-    def _select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         x = as_tensor(view.require("embeddings", self.component_name), view.device)
         x = x - x.mean(dim=0)
         labels, centres, d2 = kmeans(x, budget, rng, max_iter=self.params.max_iter, tol=self.params.tol)

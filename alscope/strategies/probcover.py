@@ -37,7 +37,7 @@ from alscope.strategies._distances import (
     l2_normalize,
     parallel,
     rows_per_block,
-    sequential,
+    select_sequentially,
     sq_norms,
     sqdist,
 )
@@ -136,11 +136,8 @@ class ProbCover(Strategy):
         k = p.n_clusters or (view.n_classes if view.n_classes >= 2 else 10)
         return purity_delta(x, min(k, len(x)), p.purity, p.purity_sample, rng)
 
+    @select_sequentially
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        with sequential(view.device):
-            return self._select(view, budget, rng)
-
-    def _select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params
         x = as_tensor(view.require("embeddings", self.component_name), view.device)
         lab = view.labeled_embeddings

@@ -21,7 +21,13 @@ import torch
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.strategies._distances import as_tensor, kmeans, knn_mean_sqdist, l2_normalize, sequential
+from alscope.strategies._distances import (
+    as_tensor,
+    kmeans,
+    knn_mean_sqdist,
+    l2_normalize,
+    select_sequentially,
+)
 from alscope.strategies.base import PoolView, Requirements, Strategy
 
 
@@ -72,11 +78,8 @@ class TypiClust(Strategy):
     def requirements(self) -> Requirements:
         return Requirements(embeddings=True, labeled_embeddings=True)
 
+    @select_sequentially
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        with sequential(view.device):
-            return self._select(view, budget, rng)
-
-    def _select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params
         x, n_lab = embeddings_with_labeled(view, self.component_name, p.normalize)
         n_unl = view.n_unlabeled
