@@ -29,6 +29,7 @@ from alscope.config import (
 from alscope.errors import AlscopeError, ConfigError
 from alscope.progress import Progress
 from alscope.registry import get_registry, normalize
+from alscope.scenarios import composition_name, composition_parts
 from alscope.specs import KINDS
 
 if TYPE_CHECKING:
@@ -583,7 +584,7 @@ def run(
                 _set(overrides, f"{kind}.params", _params(items, f"--{kind}-param"))
         scenario_flags = {"openset": openset or None, "ood_rate": ood_rate, "imb_factor": imb_factor}
         implied: list[str] = []
-        given_parts = {normalize(p) for p in (scenario or "").split("+")}
+        given_parts = {normalize(p) for p in composition_parts(scenario or "")}
         for flag, value in scenario_flags.items():
             if value is None:
                 continue
@@ -596,7 +597,7 @@ def run(
                 _set(overrides, f"scenario.params.{flag}", value)
         if implied and scenario is None:
             # --ood-rate with --imb-factor: an open-set pool whose known classes are long-tailed
-            _set(overrides, "scenario.name", "+".join(implied))
+            _set(overrides, "scenario.name", composition_name(implied))
 
         names: list[str | None] = list(_split(strategy)) or [None]
         strategies = [_alscope_method(s, uncertainty) for s in names]

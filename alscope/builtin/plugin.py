@@ -12,6 +12,7 @@ from alscope.builtin.specs_model_based import MODEL_BASED_STRATEGIES
 from alscope.builtin.specs_settings import SETTING_STRATEGIES
 from alscope.builtin.specs_uncertainty import UNCERTAINTY_STRATEGIES
 from alscope.hookspecs import hookimpl
+from alscope.scenarios import composition_parts
 from alscope.specs import BackboneSpec, ComponentSpec, DatasetSpec, ScenarioSpec, StrategySpec
 
 _S = "alscope.strategies"
@@ -162,9 +163,9 @@ def alscope_claim_name(kind: str, name: str) -> dict[str, Any] | None:
         if function in ("flcmi", "logdetcmi"):
             return {"name": "similar", "params": {"function": function}}
         return None
-    if kind != "scenario" or "+" not in name:
+    if kind != "scenario":
         return None
-    parts = [part.strip() for part in name.split("+")]
-    if any(not part for part in parts):
+    parts = composition_parts(name)
+    if len(parts) < 2 or any(not part for part in parts):
         return None
     return {"name": "composed", "params": {"parts": parts}}

@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, Field
 
 from alscope.components import Params, validate_params
-from alscope.data.base import ALDataset
 from alscope.errors import ConfigError
-from alscope.scenarios.base import PreparedScenario, Scenario, standard_setting
+from alscope.scenarios import composition_name
+from alscope.scenarios.base import PreparedScenario, Scenario
 
 if TYPE_CHECKING:
     from alscope.registry import Registry
-
-#: what separates the parts of a composed scenario's name (claimed in alscope.builtin.plugin)
-SEPARATOR = "+"
 
 
 class ComposedParams(Params):
@@ -79,16 +76,14 @@ class ComposedScenario(Scenario):
         self.parts = sorted(parts, key=lambda part: part.composition_order)
 
     def _written(self) -> str:
-        return SEPARATOR.join(self.params.parts)
+        return composition_name(self.params.parts)
 
     def refine(self, setting: PreparedScenario, seed: int) -> PreparedScenario:
         if not self.parts:
             self.resolve_parts()
         for i, part in enumerate(self.parts):
-            # each part draws from its own stream, so adding a part keeps the others' draws
+            # each part draws from its own stream (the seed offset by its place in the order),
+            # so no two parts share random draws
             setting = part.refine(setting, seed + 7919 * i)
         setting.info = {**setting.info, "composition": [part.component_name for part in self.parts]}
         return setting
-
-    def prepare(self, dataset: ALDataset, seed: int) -> PreparedScenario:
-        return self.refine(standard_setting(dataset), seed)
