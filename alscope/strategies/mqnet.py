@@ -150,34 +150,21 @@ def meta_train(
 ) -> list[float]:
     """SGD on the ranking loss over random minibatches of the queried samples (the rate
     divided by 10 after half the steps, the official MultiStepLR); returns the losses."""
-    with sequential(inputs.device):  # thousands of tiny steps: threads only add barriers
-        return _meta_train(net, inputs, targets, steps, lr, batch_size, margin, generator)
-
-
-def _meta_train(
-    net: QueryNet,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    steps: int,
-    lr: float,
-    batch_size: int,
-    margin: float,
-    generator: torch.Generator,
-) -> list[float]:
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, steps // 2)], gamma=0.1)
     n = len(inputs)
     losses: list[float] = []
     net.train()
-    for _ in range(steps):
-        idx = torch.randperm(n, generator=generator)[:batch_size] if n > batch_size else torch.arange(n)
-        loss = ranking_loss(net(inputs[idx]), targets[idx], margin)
-        if loss is not None:
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        sched.step()
+    with sequential(inputs.device):  # thousands of tiny steps: threads only add barriers
+        for _ in range(steps):
+            idx = torch.randperm(n, generator=generator)[:batch_size] if n > batch_size else torch.arange(n)
+            loss = ranking_loss(net(inputs[idx]), targets[idx], margin)
+            if loss is not None:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+            sched.step()
     net.eval()
     return losses
 
@@ -333,10 +320,6 @@ class MQNet(Strategy):
         return torch.from_numpy(self.inputs[answered]), torch.from_numpy(usefulness).float()
 
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        with sequential(view.device):
-            return self._select(view, budget, rng)
-
-    def _select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params
         inputs, probs = self.meta_input(view)
         train_x, train_t = self.training_set(view)

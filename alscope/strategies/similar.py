@@ -249,11 +249,9 @@ def _flcmi_greedy(
         hi = torch.full_like(lo, math.inf)
         fill = (-lo).cpu().numpy()
     keep = lo < hi
-    if max_ground is not None and max_ground < n:
-        sample = torch.zeros(n, dtype=torch.bool, device=x.device)
-        sample[:max_ground] = True  # the rows are already in random order
-        keep &= sample
-    ground, g_hi, g_lo = xp[keep], hi[keep], lo[keep].clone()
+    if max_ground is not None:
+        keep[max_ground:] = False  # the rows are already in random order
+    ground, g_hi, g_lo = xp[keep], hi[keep], lo[keep]
     bound = _fl_gains(xp, ground, g_hi, g_lo)
     fresh = torch.zeros(n, dtype=torch.long, device=x.device)  # step of the last exact gain
     taken = torch.zeros(n, dtype=torch.bool, device=x.device)
