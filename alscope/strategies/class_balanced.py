@@ -44,7 +44,7 @@ from pydantic import AliasChoices, Field
 from alscope.components import Params
 from alscope.errors import ModelError
 from alscope.scenarios.base import OOD
-from alscope.strategies._distances import FeatureSpace, MinDistance, sequential
+from alscope.strategies._distances import FeatureSpace, MinDistance, select_sequentially, sequential
 from alscope.strategies.base import PoolView, Requirements, Strategy, top_k
 from alscope.strategies.coreset import pool_features
 from alscope.strategies.uncertainty import chunked_probs, entropy_scores
@@ -369,11 +369,8 @@ class CoresetCB(Strategy):
     def requirements(self) -> Requirements:
         return Requirements(probs=True, embeddings=True, labeled_embeddings=True)
 
+    @select_sequentially
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        with sequential(view.device):
-            return self._select(view, budget, rng)
-
-    def _select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params
         name = self.component_name
         probs = pool_probs(view, name)

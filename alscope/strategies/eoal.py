@@ -50,7 +50,7 @@ than two OOD clusters exist (one cluster gives every sample the same ``E_o`` of 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -63,9 +63,10 @@ from torch import nn
 
 from alscope.engine.hooks import FitContext
 from alscope.errors import ModelError
-from alscope.models.base import BackboneOutput
+from alscope.models.base import Backbone, BackboneOutput
 from alscope.strategies._distances import l2_normalize, rows_per_block
-from alscope.strategies._open_set import DetectorHooks, DetectorParams, class_ids, temperature_ce
+from alscope.strategies._features import eval_forward
+from alscope.strategies._open_set import DetectorHooks, DetectorParams, class_ids
 from alscope.strategies.base import PoolView, Requirements, Strategy
 
 CLASS, CLOSED, OPEN, FEATURES = "eoal_class", "eoal_closed_entropy", "eoal_open_entropy", "eoal_features"
@@ -193,16 +194,11 @@ class EOALHooks(DetectorHooks):
         if not len(ood) or fit.source is None:
             self.centres, self._cluster_of = None, None
             return
-        detector = fit.modules[self.detector_name]
-        mode = detector.training
-        detector.eval()
-        try:
-            chunks = [
-                detector(batch.to(fit.device).inputs).embedding.float().cpu()
-                for batch in fit.source.batches(ood, batch_size=self._config.eval_batch_size, train=False)
-            ]
-        finally:
-            detector.train(mode)
+        detector = cast(Backbone, fit.modules[self.detector_name])
+        chunks = [
+            eval_forward(detector, batch.to(fit.device).inputs, features=False).embedding.float().cpu()
+            for batch in fit.source.batches(ood, batch_size=self._config.eval_batch_size, train=False)
+        ]
         features = torch.cat(chunks).double().numpy()
         k = min(self.params.n_clusters or self.n_classes, len(ood))
         seed = int(torch.randint(2**31 - 1, (1,), generator=fit.generator))
@@ -227,7 +223,7 @@ class EOALHooks(DetectorHooks):
         fit: FitContext,
     ) -> torch.Tensor:
         p = self.params
-        loss = temperature_ce(output.logits, y, ood, p)
+        loss = super().detector_loss(output, y, ood, indices, fit)
         ova = self.ova(output.embedding, fit.modules)
         loss = loss + entropic_ova_loss(ova, y, ood, p.pareto_alpha, self._ood_labeled)
         if self.centres is not None and self._cluster_of is not None and ood.any() and p.reg_weight > 0:
