@@ -51,6 +51,13 @@ def build_scheduler(
     return None
 
 
+def epoch_batches(n: int, batch_size: int) -> tuple[bool, int]:
+    """``(drop_last, steps per epoch)`` for ``n`` training samples: a batch of one breaks
+    BatchNorm in training mode, so such a tail batch is dropped."""
+    drop_last = n % batch_size == 1 and n > 1
+    return drop_last, n // batch_size + (0 if drop_last or n % batch_size == 0 else 1)
+
+
 def amp_enabled(config: TrainingConfig, device: torch.device) -> bool:
     return device.type == "cuda" and (config.amp is None or config.amp)
 
@@ -134,10 +141,7 @@ class Trainer:
         if sample_weights is not None:
             weights = torch.ones(len(targets), dtype=torch.float32)
             weights[torch.from_numpy(labeled)] = sample_weights[torch.from_numpy(labeled)].float()
-        # A batch of one breaks BatchNorm in training mode; drop such a tail batch.
-        n_train = len(train_indices)
-        drop_last = n_train % cfg.batch_size == 1 and n_train > 1
-        steps_per_epoch = n_train // cfg.batch_size + (0 if drop_last or n_train % cfg.batch_size == 0 else 1)
+        drop_last, steps_per_epoch = epoch_batches(len(train_indices), cfg.batch_size)
         schedulers = [
             s
             for s in (build_scheduler(o, cfg, cfg.epochs * steps_per_epoch) for o in optimizers)

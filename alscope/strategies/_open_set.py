@@ -37,7 +37,7 @@ from alscope.components import Params
 from alscope.config import TrainingConfig
 from alscope.data.base import Batch, DataSource
 from alscope.engine.hooks import FitContext, TrainingHooks
-from alscope.engine.trainer import amp_enabled, autocast, build_optimizer, build_scheduler
+from alscope.engine.trainer import amp_enabled, autocast, build_optimizer, build_scheduler, epoch_batches
 from alscope.errors import ModelError
 from alscope.models.base import Backbone, BackboneOutput
 
@@ -152,7 +152,7 @@ class DetectorHooks(TrainingHooks):
         params = [p for m in self._trained(fit).values() for p in m.parameters()]
         self._optimizer = build_optimizer(params, self._config)
         epochs = self.params.detector_epochs or fit.epochs
-        steps = epochs * self._steps_per_epoch()
+        steps = epochs * self._epoch_batches()[1]
         detector_config = self._config.model_copy(update={"epochs": epochs})
         self._scheduler = build_scheduler(self._optimizer, detector_config, steps)
         self._scaler = torch.amp.GradScaler("cuda", enabled=amp_enabled(self._config, fit.device))
@@ -162,14 +162,9 @@ class DetectorHooks(TrainingHooks):
     def _trained(self, fit: FitContext) -> dict[str, nn.Module]:
         return {name: fit.modules[name] for name in self.self_trained}
 
-    def _drop_last(self) -> bool:
-        # a batch of one breaks BatchNorm in training mode, as in the trainer
-        n, size = len(self._indices), self._config.batch_size
-        return n % size == 1 and n > 1
-
-    def _steps_per_epoch(self) -> int:
-        n, size = len(self._indices), self._config.batch_size
-        return n // size + (0 if self._drop_last() or n % size == 0 else 1)
+    def _epoch_batches(self) -> tuple[bool, int]:
+        """``(drop_last, steps per epoch)`` of the detector's epochs, as the trainer's."""
+        return epoch_batches(len(self._indices), self._config.batch_size)
 
     def on_epoch_end(self, epoch: int, fit: FitContext) -> None:
         total = self.params.detector_epochs or fit.epochs
@@ -195,7 +190,7 @@ class DetectorHooks(TrainingHooks):
             train=True,
             shuffle=True,
             generator=fit.generator,
-            drop_last=self._drop_last(),
+            drop_last=self._epoch_batches()[0],
         )
 
     def _detector_epoch(self, fit: FitContext) -> float:
