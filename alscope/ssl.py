@@ -208,16 +208,15 @@ def check_request(request: SSLRequest) -> None:
     where = f"self-supervised request {request}"
     if request.method not in METHODS:
         raise ConfigError(f"{where}: method {request.method!r} is unknown (accepted: {', '.join(METHODS)})")
-    checks = {
-        "epochs": request.epochs >= 1,
-        "dim": request.dim >= 1,
-        "temperature": request.temperature > 0,
-        "batch_size": request.batch_size >= 2,
-        "lr": request.lr > 0,
-    }
-    for name, ok in checks.items():
+    checks = (
+        ("epochs", request.epochs >= 1, ">= 1"),
+        ("dim", request.dim >= 1, ">= 1"),
+        ("temperature", request.temperature > 0, "> 0"),
+        ("batch_size", request.batch_size >= 2, ">= 2"),
+        ("lr", request.lr > 0, "> 0"),
+    )
+    for name, ok, rule in checks:
         if not ok:
-            rule = {"temperature": "> 0", "lr": "> 0", "batch_size": ">= 2"}.get(name, ">= 1")
             raise ConfigError(f"{where}: {name}={getattr(request, name)!r} is invalid; it must be {rule}")
 
 

@@ -49,7 +49,7 @@ from alscope.components import Params
 from alscope.errors import ModelError
 from alscope.scenarios.base import OOD
 from alscope.strategies._distances import as_tensor, kmeans, l2_normalize, rows_per_block, sequential
-from alscope.strategies.base import PoolView, Requirements, SSLRequest, Strategy
+from alscope.strategies.base import PoolView, Requirements, SSLRequest, Strategy, top_k
 from alscope.strategies.kmeans import representatives
 
 
@@ -111,14 +111,13 @@ class CCAL(Strategy):
         semantic = soft_threshold(minmax(similarity), self.params.k, self.params.t)
         distinctive = torch.zeros(len(view.unlabeled), dtype=torch.float64)
         for c in np.unique(known_y):
-            anchors = distinctive_l[known_t[torch.from_numpy(known_y == c).to(known_t.device)]]
+            anchors = distinctive_l[torch.from_numpy(known[known_y == c]).to(known_t.device)]
             score_c = 1.0 - minmax(redundancy(distinctive_u, anchors))
             members = torch.from_numpy(pseudo == c)
             distinctive[members] = score_c.cpu()[members]
         scores = (semantic.cpu() + distinctive).numpy()
         if not self.params.class_quota:
-            order = _ranked(np.arange(len(scores)), scores, rng)
-            return view.unlabeled[order[:budget]]
+            return view.unlabeled[top_k(scores, budget, rng)]
         return view.unlabeled[round_robin(scores, pseudo, budget, rng)]
 
     def _features(self, view: PoolView, method: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,17 +187,13 @@ def soft_threshold(s: torch.Tensor, k: float, t: float) -> torch.Tensor:
     return torch.tanh(k * (s - t) / 2)
 
 
-def _ranked(positions: np.ndarray, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``positions`` best score first, ties in random order."""
-    perm = rng.permutation(len(positions))
-    order = perm[np.argsort(-scores[positions[perm]], kind="stable")]
-    return positions[order]
-
-
 def round_robin(scores: np.ndarray, classes: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
     """Each class's best-scored positions in turn (classes in a random order per query);
     classes that run out leave their turns to the others."""
-    queues = [_ranked(np.flatnonzero(classes == c), scores, rng) for c in rng.permutation(np.unique(classes))]
+    queues: list[np.ndarray] = []
+    for c in rng.permutation(np.unique(classes)):
+        in_c = np.flatnonzero(classes == c)
+        queues.append(in_c[top_k(scores[in_c], len(in_c), rng)])  # best first, ties in random order
     depth = np.concatenate([np.arange(len(q)) for q in queues])
     turn = np.concatenate([np.full(len(q), i) for i, q in enumerate(queues)])
     members = np.concatenate(queues)
