@@ -127,6 +127,19 @@ def rows_per_block(columns: int, elements: int = BLOCK_ELEMENTS) -> int:
     return max(1, elements // max(1, columns))
 
 
+def max_cosine(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For unit rows ``x``, the highest cosine similarity to a unit row of ``anchors`` and
+    its position, in blocks of rows (``block x len(anchors)`` at a time); ``anchors`` must
+    not be empty."""
+    best = x.new_empty(len(x))
+    arg = torch.empty(len(x), dtype=torch.long, device=x.device)
+    step = rows_per_block(len(anchors))
+    with parallel(is_big(len(x), len(anchors), x.shape[1])):
+        for r0 in range(0, len(x), step):
+            best[r0 : r0 + step], arg[r0 : r0 + step] = (x[r0 : r0 + step] @ anchors.T).max(dim=1)
+    return best, arg
+
+
 def sq_norms(x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,ij->i", x, x)
 

@@ -48,7 +48,14 @@ from pydantic import Field
 from alscope.components import Params
 from alscope.errors import ModelError
 from alscope.scenarios.base import OOD
-from alscope.strategies._distances import as_tensor, kmeans, l2_normalize, rows_per_block, sequential
+from alscope.strategies._distances import (
+    as_tensor,
+    kmeans,
+    l2_normalize,
+    max_cosine,
+    rows_per_block,
+    sequential,
+)
 from alscope.strategies.base import PoolView, Requirements, SSLRequest, Strategy, top_k
 from alscope.strategies.kmeans import representatives
 
@@ -139,17 +146,6 @@ class CCAL(Strategy):
             x = semantic_u - semantic_u.mean(dim=0)
             labels, centres, d2 = kmeans(x, budget, rng)
             return representatives(x, labels, centres, d2)
-
-
-def max_cosine(x: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For unit rows ``x``, the highest cosine similarity to a unit row of ``anchors`` and
-    its position, in blocks of rows (``block x len(anchors)`` at a time)."""
-    best = torch.empty(len(x), device=x.device)
-    arg = torch.empty(len(x), dtype=torch.long, device=x.device)
-    step = rows_per_block(len(anchors))
-    for r0 in range(0, len(x), step):
-        best[r0 : r0 + step], arg[r0 : r0 + step] = (x[r0 : r0 + step] @ anchors.T).max(dim=1)
-    return best, arg
 
 
 def redundancy(x: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:

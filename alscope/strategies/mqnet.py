@@ -70,7 +70,7 @@ from torch import nn
 from alscope.components import Params
 from alscope.errors import ModelError
 from alscope.scenarios.base import OOD
-from alscope.strategies._distances import as_tensor, l2_normalize, rows_per_block, sequential
+from alscope.strategies._distances import as_tensor, l2_normalize, max_cosine, rows_per_block, sequential
 from alscope.strategies.base import PoolView, Requirements, SSLRequest, Strategy, top_k
 from alscope.strategies.learning_loss import LearningLossParams, LossPredictionHooks
 
@@ -184,12 +184,7 @@ def csi_purity(unlabeled: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     norm = unlabeled.norm(dim=1)
     if len(known) == 0:
         return torch.zeros_like(norm)
-    u, k = l2_normalize(unlabeled), l2_normalize(known)
-    best = torch.empty(len(u), device=u.device)
-    step = rows_per_block(len(k))
-    for r0 in range(0, len(u), step):
-        best[r0 : r0 + step] = (u[r0 : r0 + step] @ k.T).max(dim=1).values
-    return best * norm
+    return max_cosine(l2_normalize(unlabeled), l2_normalize(known))[0] * norm
 
 
 def _pack(a: np.ndarray) -> dict[str, Any]:

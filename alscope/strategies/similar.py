@@ -67,6 +67,7 @@ from alscope.strategies._distances import (
     as_tensor,
     is_big,
     l2_normalize,
+    max_cosine,
     parallel,
     rows_per_block,
     sequential,
@@ -164,19 +165,10 @@ def split_sets(view: PoolView, who: str) -> tuple[torch.Tensor, torch.Tensor, to
 
 def max_similarity(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Largest cosine similarity of each (normalised) row of ``x`` to the rows of ``y``,
-    floored at 0 (facility location's empty coverage), in blocks of both."""
-    best = x.new_zeros(len(x))
+    floored at 0 (facility location's empty coverage)."""
     if len(y) == 0:
-        return best
-    cols = min(len(y), 4096)
-    rows = rows_per_block(cols)
-    with parallel(is_big(len(x), len(y), x.shape[1])):
-        for c0 in range(0, len(y), cols):
-            yb = y[c0 : c0 + cols]
-            for r0 in range(0, len(x), rows):
-                block = x[r0 : r0 + rows] @ yb.T
-                torch.maximum(best[r0 : r0 + rows], block.amax(dim=1), out=best[r0 : r0 + rows])
-    return best
+        return x.new_zeros(len(x))
+    return max_cosine(x, y)[0].clamp_min_(0.0)
 
 
 # -- FLCMI -----------------------------------------------------------------------------

@@ -15,8 +15,9 @@ from alscope.config import ExperimentConfig
 from alscope.engine.experiment import run_experiment
 from alscope.errors import ModelError
 from alscope.scenarios.base import OOD
+from alscope.strategies._distances import max_cosine
 from alscope.strategies.base import PoolView
-from alscope.strategies.ccal import CCAL, max_cosine, redundancy, round_robin, soft_threshold
+from alscope.strategies.ccal import CCAL, redundancy, round_robin, soft_threshold
 
 
 def unit(*rows: Sequence[float]) -> torch.Tensor:
