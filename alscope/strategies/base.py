@@ -21,6 +21,7 @@ import torch
 
 from alscope.components import Component
 from alscope.errors import BudgetError, ModelError, SelectionError
+from alscope.scenarios.base import OOD
 
 if TYPE_CHECKING:
     from alscope.engine.hooks import TrainingHooks
@@ -148,6 +149,31 @@ class PoolView:
         if value is None:
             raise ModelError(f"strategy {strategy!r} needs {name!r} in the pool view, which was not computed")
         return value
+
+    def labeled_known(self, strategy: str) -> np.ndarray:
+        """Positions in ``labeled`` of the samples answered with a known class (not
+        ``OOD``), or a clear error when the targets are missing."""
+        if not len(self.labeled):
+            return np.empty(0, dtype=np.int64)
+        if self.labeled_targets is None:
+            raise ModelError(f"strategy {strategy!r} needs the labeled set's targets")
+        return np.flatnonzero(np.asarray(self.labeled_targets) != OOD)
+
+    def ssl_pair(self, method: str, strategy: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``method`` self-supervised embeddings of the unlabeled and the labeled rows,
+        or a clear error when they are missing or do not cover the view."""
+        unl = self.ssl_embeddings.get(method)
+        lab = self.labeled_ssl_embeddings.get(method)
+        if unl is None or lab is None:
+            raise ModelError(
+                f"strategy {strategy!r} needs {method} self-supervised embeddings in the pool view"
+            )
+        if len(unl) != len(self.unlabeled) or len(lab) != len(self.labeled):
+            raise ModelError(
+                f"strategy {strategy!r}: {method} embeddings cover {len(unl)} unlabeled and "
+                f"{len(lab)} labeled samples, the view {len(self.unlabeled)} and {len(self.labeled)}"
+            )
+        return unl, lab
 
     @classmethod
     def from_arrays(

@@ -46,8 +46,6 @@ import torch
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.errors import ModelError
-from alscope.scenarios.base import OOD
 from alscope.strategies._distances import (
     as_tensor,
     kmeans,
@@ -104,14 +102,11 @@ class CCAL(Strategy):
 
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         semantic_u, semantic_l = self._features(view, "simclr")
-        targets = view.labeled_targets
-        if targets is None and len(view.labeled):
-            raise ModelError(f"strategy {self.component_name!r} needs the labeled set's targets")
-        known = np.flatnonzero(np.asarray(targets) != OOD) if len(view.labeled) else np.empty(0, np.int64)
+        known = view.labeled_known(self.component_name)
         if len(known) == 0:
             return view.unlabeled[self._cold_start(semantic_u, budget, rng)]
         known_t = torch.from_numpy(known).to(semantic_l.device)
-        known_y = np.asarray(targets)[known].astype(np.int64)
+        known_y = np.asarray(view.labeled_targets)[known].astype(np.int64)
         distinctive_u, distinctive_l = self._features(view, "csi")
         similarity, nearest = max_cosine(semantic_u, semantic_l[known_t])
         pseudo = known_y[nearest.cpu().numpy()]
@@ -128,17 +123,7 @@ class CCAL(Strategy):
         return view.unlabeled[round_robin(scores, pseudo, budget, rng)]
 
     def _features(self, view: PoolView, method: str) -> tuple[torch.Tensor, torch.Tensor]:
-        unl = view.ssl_embeddings.get(method)
-        lab = view.labeled_ssl_embeddings.get(method)
-        if unl is None or lab is None:
-            raise ModelError(
-                f"strategy {self.component_name!r} needs {method} self-supervised embeddings in the pool view"
-            )
-        if len(unl) != len(view.unlabeled) or len(lab) != len(view.labeled):
-            raise ModelError(
-                f"strategy {self.component_name!r}: {method} embeddings cover {len(unl)} unlabeled and "
-                f"{len(lab)} labeled samples, the view {len(view.unlabeled)} and {len(view.labeled)}"
-            )
+        unl, lab = view.ssl_pair(method, self.component_name)
         return l2_normalize(as_tensor(unl, view.device)), l2_normalize(as_tensor(lab, view.device))
 
     def _cold_start(self, semantic_u: torch.Tensor, budget: int, rng: np.random.Generator) -> np.ndarray:

@@ -262,20 +262,8 @@ class MQNet(Strategy):
         return torch.stack([standardize(informative), standardize(purity)], dim=1), probs
 
     def _purity(self, view: PoolView) -> torch.Tensor:
-        who = self.component_name
-        unl = view.ssl_embeddings.get("csi")
-        lab = view.labeled_ssl_embeddings.get("csi")
-        if unl is None or lab is None:
-            raise ModelError(f"strategy {who!r} needs csi self-supervised embeddings in the pool view")
-        if len(lab) != len(view.labeled):
-            raise ModelError(
-                f"strategy {who!r}: csi embeddings cover {len(lab)} labeled samples, "
-                f"the view {len(view.labeled)}"
-            )
-        targets = view.labeled_targets
-        if targets is None and len(view.labeled):
-            raise ModelError(f"strategy {who!r} needs the labeled set's targets")
-        known = np.flatnonzero(np.asarray(targets) != OOD) if len(view.labeled) else np.empty(0, np.int64)
+        unl, lab = view.ssl_pair("csi", self.component_name)
+        known = view.labeled_known(self.component_name)
         u = as_tensor(unl, view.device)
         k = as_tensor(lab, view.device)[torch.from_numpy(known).to(view.device)]
         return csi_purity(u, k)
