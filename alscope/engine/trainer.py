@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +49,28 @@ def build_scheduler(
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     return None
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    optimizers: list[torch.optim.Optimizer],
+    scaler: torch.amp.GradScaler,
+    grad_clip: float | None,
+    clipped: Iterable[nn.Parameter],
+) -> None:
+    """One step of every optimiser on ``loss``: gradients cleared, the scaled loss
+    backpropagated, the ``clipped`` parameters' gradient norm capped at ``grad_clip``
+    (after unscaling), then the steps and the scaler's update."""
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip is not None:
+        for opt in optimizers:
+            scaler.unscale_(opt)
+        nn.utils.clip_grad_norm_(clipped, grad_clip)
+    for opt in optimizers:
+        scaler.step(opt)
+    scaler.update()
 
 
 def epoch_batches(n: int, batch_size: int) -> tuple[bool, int]:
@@ -193,16 +215,7 @@ class Trainer:
                     extra = hooks.extra_loss(ctx)
                     if extra is not None:
                         loss = loss + extra
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip is not None:
-                    for opt in optimizers:
-                        scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                for opt in optimizers:
-                    scaler.step(opt)
-                scaler.update()
+                optimizer_step(loss, optimizers, scaler, cfg.grad_clip, model.parameters())
                 if per_step:
                     for sched in schedulers:
                         sched.step()

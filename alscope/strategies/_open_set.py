@@ -37,7 +37,14 @@ from alscope.components import Params
 from alscope.config import TrainingConfig
 from alscope.data.base import Batch, DataSource
 from alscope.engine.hooks import FitContext, TrainingHooks
-from alscope.engine.trainer import amp_enabled, autocast, build_optimizer, build_scheduler, epoch_batches
+from alscope.engine.trainer import (
+    amp_enabled,
+    autocast,
+    build_optimizer,
+    build_scheduler,
+    epoch_batches,
+    optimizer_step,
+)
 from alscope.errors import ModelError
 from alscope.models.base import Backbone, BackboneOutput
 
@@ -208,15 +215,13 @@ class DetectorHooks(TrainingHooks):
             with autocast(fit.device, use_amp):
                 output = fit.modules[self.detector_name](inputs)
                 loss = self.detector_loss(output, y, ood, batch.indices, fit)
-            self._optimizer.zero_grad(set_to_none=True)
-            self._scaler.scale(loss).backward()
-            if self._config.grad_clip is not None:
-                self._scaler.unscale_(self._optimizer)
-                nn.utils.clip_grad_norm_(
-                    [p for m in modules.values() for p in m.parameters()], self._config.grad_clip
-                )
-            self._scaler.step(self._optimizer)
-            self._scaler.update()
+            optimizer_step(
+                loss,
+                [self._optimizer],
+                self._scaler,
+                self._config.grad_clip,
+                [p for m in modules.values() for p in m.parameters()],
+            )
             if per_step and self._scheduler is not None:
                 self._scheduler.step()
             total += float(loss.detach()) * len(y)
