@@ -40,20 +40,21 @@ DIVERSITY_STRATEGIES: list[ComponentSpec] = [
     StrategySpec(
         "typiclust",
         f"{_S}.typiclust:TypiClust",
-        "most typical sample of the largest uncovered k-means clusters (low budget, cold start)",
+        "most typical sample of the largest uncovered k-means clusters of SimCLR embeddings "
+        "(low budget, cold start)",
         aliases=("TypiClust", "typi_clust"),
         paper="Hacohen, Dekel & Weinshall, ICML 2022: Active learning on a budget: opposite "
         "strategies suit high and low budgets",
-        needs=("embeddings", "labeled_embeddings"),
+        needs=("ssl embeddings (simclr); embedding=model: embeddings, labeled_embeddings",),
         family="diversity",
     ),
     StrategySpec(
         "probcover",
         f"{_S}.probcover:ProbCover",
-        "greedy max coverage of delta-balls (low budget, cold start)",
+        "greedy max coverage of delta-balls in SimCLR embedding space (low budget, cold start)",
         aliases=("ProbCover", "prob_cover"),
         paper="Yehuda, Dekel, Hacohen & Weinshall, NeurIPS 2022: Active learning through a covering lens",
-        needs=("embeddings", "labeled_embeddings"),
+        needs=("ssl embeddings (simclr); embedding=model: embeddings, labeled_embeddings",),
         family="diversity",
     ),
     StrategySpec(

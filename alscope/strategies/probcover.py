@@ -19,6 +19,12 @@ No graph is stored: the degrees are counted in blocks of rows against all sample
 lowered, after each pick, by the balls of the newly covered samples (balls are
 symmetric): ``O(N^2 D)`` arithmetic overall, as building the delta-graph is, but
 ``O(N)`` memory instead of ``O(edges)``.
+
+Embeddings (``embedding``) as :mod:`alscope.strategies.typiclust`: by default the pool's
+SimCLR embeddings (the authors' L2-normalised self-supervised features, which the
+purity rule and the covering argument assume), with ``embedding="model"`` the
+classifier's; a view without SimCLR embeddings falls back to its ``embeddings`` with a
+warning.
 """
 
 from __future__ import annotations
@@ -29,9 +35,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from alscope.components import Params
 from alscope.strategies._distances import (
-    as_tensor,
     is_big,
     kmeans,
     l2_normalize,
@@ -42,9 +46,10 @@ from alscope.strategies._distances import (
     sqdist,
 )
 from alscope.strategies.base import PoolView, Requirements, Strategy
+from alscope.strategies.typiclust import EmbeddingParams, embedding_requirements, pool_embeddings
 
 
-class ProbCoverParams(Params):
+class ProbCoverParams(EmbeddingParams):
     delta: float | None = Field(
         default=None,
         gt=0.0,
@@ -127,7 +132,7 @@ class ProbCover(Strategy):
     Params = ProbCoverParams
 
     def requirements(self) -> Requirements:
-        return Requirements(embeddings=True, labeled_embeddings=True)
+        return embedding_requirements(self.params)
 
     def delta_for(self, view: PoolView, x: torch.Tensor, rng: np.random.Generator) -> float:
         p = self.params
@@ -139,9 +144,7 @@ class ProbCover(Strategy):
     @select_sequentially
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params
-        x = as_tensor(view.require("embeddings", self.component_name), view.device)
-        lab = view.labeled_embeddings
-        lab_t = as_tensor(lab, view.device) if lab is not None and len(lab) else x[:0]
+        x, lab_t = pool_embeddings(view, p, self.component_name)
         if p.normalize:
             x, lab_t = l2_normalize(x), l2_normalize(lab_t)
         delta = self.delta_for(view, torch.cat([x, lab_t]) if len(lab_t) else x, rng)

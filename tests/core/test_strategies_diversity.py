@@ -11,6 +11,7 @@ import torch
 
 import alscope
 from alscope import ExperimentConfig, run_experiment
+from alscope.errors import ModelError
 from alscope.strategies._distances import (
     FeatureSpace,
     GradientSpace,
@@ -20,7 +21,7 @@ from alscope.strategies._distances import (
     kmeans_pp,
 )
 from alscope.strategies.badge import gradient_distances
-from alscope.strategies.base import PoolView
+from alscope.strategies.base import PoolView, Requirements
 from alscope.strategies.cluster_margin import round_robin
 from alscope.strategies.coreset_mip import robust_kcenter
 from alscope.strategies.probcover import ProbCover
@@ -189,7 +190,8 @@ def _dense_core_blobs() -> np.ndarray:
 
 def test_typiclust_picks_a_typical_point_of_each_uncovered_cluster() -> None:
     x = _dense_core_blobs()
-    picked = strategy("typiclust", normalize=False).query(PoolView.from_arrays(embeddings=x), 3, seed=0)
+    view = PoolView.from_arrays(embeddings=x)
+    picked = strategy("typiclust", embedding="model", normalize=False).query(view, 3, seed=0)
     assert sorted(picked // 50) == [0, 1, 2]  # one per cluster
     assert all(i % 50 < 25 for i in picked), "each pick lies in its cluster's dense core"
 
@@ -199,7 +201,7 @@ def test_typiclust_skips_covered_clusters() -> None:
     mask = np.zeros(len(x), bool)
     mask[[0, 1, 55]] = True  # clusters 0 and 1 already have labels
     view = PoolView.from_arrays(embeddings=x, labeled_mask=mask)
-    picked = strategy("typiclust", normalize=False).query(view, 1)
+    picked = strategy("typiclust", embedding="model", normalize=False).query(view, 1)
     assert picked[0] // 50 == 2 and picked[0] % 50 < 25
 
 
@@ -214,10 +216,11 @@ def _line_pool() -> np.ndarray:
 
 def test_probcover_covers_balls_greedily() -> None:
     view = PoolView.from_arrays(embeddings=_line_pool())
-    picked = strategy("probcover", delta=1.0, normalize=False).query(view, 3, seed=0).tolist()
+    s = strategy("probcover", embedding="model", delta=1.0, normalize=False)
+    picked = s.query(view, 3, seed=0).tolist()
     assert picked[0] in range(5) and picked[1] in (5, 6, 7) and picked[2] == 8
     # the ball of the first pick holds all five: every one of them has degree 5
-    firsts = {strategy("probcover", delta=1.0, normalize=False).query(view, 1, seed=s)[0] for s in range(40)}
+    firsts = {s.query(view, 1, seed=seed)[0] for seed in range(40)}
     assert firsts == {0, 1, 2, 3, 4}, "ties are broken at random with the cycle's generator"
 
 
@@ -225,17 +228,139 @@ def test_probcover_counts_the_labeled_coverage() -> None:
     mask = np.zeros(9, bool)
     mask[2] = True  # the big group is covered already
     view = PoolView.from_arrays(embeddings=_line_pool(), labeled_mask=mask)
-    picked = strategy("probcover", delta=1.0, normalize=False).query(view, 2, seed=0).tolist()
+    picked = strategy("probcover", embedding="model", delta=1.0, normalize=False).query(view, 2, seed=0)
     assert picked[0] in (5, 6, 7) and picked[1] == 8
 
 
 def test_probcover_default_delta_keeps_balls_pure() -> None:
     x = blobs(60, np.array([[0.0, 0.0], [8.0, 0.0]]), 1.0, 8)
-    s = ProbCover({"normalize": False})
+    s = ProbCover({"embedding": "model", "normalize": False})
     view = PoolView.from_arrays(embeddings=x, n_classes=2)
     picked = s.query(view, 2, seed=0)
     assert 0.3 < s.last_delta < 8.0
     assert sorted(picked // 60) == [0, 1]
+
+
+# -- typiclust and probcover: which embedding space ------------------------------------------
+
+
+def _with_ssl(view: PoolView, ssl: np.ndarray, mask: np.ndarray | None = None) -> PoolView:
+    """``view`` plus SimCLR embeddings ``ssl`` over the whole pool (as the engine adds them)."""
+    lab = np.zeros(len(ssl), bool) if mask is None else mask
+    t = torch.as_tensor(ssl, dtype=torch.float32)
+    view.ssl_embeddings["simclr"] = t[torch.from_numpy(np.flatnonzero(~lab))]
+    view.labeled_ssl_embeddings["simclr"] = t[torch.from_numpy(np.flatnonzero(lab))]
+    return view
+
+
+def _shuffled(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``x`` in another order: the same geometry over different samples."""
+    perm = np.random.default_rng(seed).permutation(len(x))
+    return x[perm], perm
+
+
+@pytest.mark.parametrize("name", ["typiclust", "probcover"])
+def test_diversity_ssl_requirements_declare_simclr(name: str) -> None:
+    req = strategy(name).requirements()
+    (ssl,) = req.ssl
+    assert (ssl.method, ssl.epochs, ssl.dim, ssl.temperature, ssl.batch_size) == ("simclr", 20, 128, 0.5, 256)
+    assert not req.embeddings and not req.labeled_embeddings
+    assert not req.needs_trained_model, "it still chooses the initial set (cold start)"
+    custom = strategy(name, ssl_epochs=3, ssl_dim=32, ssl_temperature=0.2, ssl_batch_size=64, ssl_lr=0.01)
+    (ssl,) = custom.requirements().ssl
+    assert (ssl.epochs, ssl.dim, ssl.temperature, ssl.batch_size, ssl.lr) == (3, 32, 0.2, 64, 0.01)
+    model = strategy(name, embedding="model").requirements()
+    assert model == Requirements(embeddings=True, labeled_embeddings=True)
+
+
+def test_typiclust_simclr_follows_the_ssl_clusters_not_the_model_embeddings() -> None:
+    ssl = _dense_core_blobs()
+    emb, perm = _shuffled(ssl, 3)  # row i of the model space is sample perm[i] of the ssl space
+    view = _with_ssl(PoolView.from_arrays(embeddings=emb), ssl)
+    picked = strategy("typiclust", normalize=False).query(view, 3, seed=0)
+    assert sorted(picked // 50) == [0, 1, 2] and all(i % 50 < 25 for i in picked)
+    by_model = strategy("typiclust", embedding="model", normalize=False).query(view, 3, seed=0)
+    assert sorted(perm[by_model] // 50) == [0, 1, 2] and all(perm[i] % 50 < 25 for i in by_model)
+    assert set(picked.tolist()) != set(by_model.tolist())
+
+
+def test_typiclust_simclr_counts_the_labeled_ssl_rows() -> None:
+    ssl = _dense_core_blobs()
+    emb, _ = _shuffled(ssl, 4)
+    mask = np.zeros(len(ssl), bool)
+    mask[[0, 1, 55]] = True  # in the ssl space clusters 0 and 1 already have labels
+    view = _with_ssl(PoolView.from_arrays(embeddings=emb, labeled_mask=mask), ssl, mask)
+    for seed in range(3):
+        picked = strategy("typiclust", normalize=False).query(view, 1, seed=seed)
+        assert picked[0] // 50 == 2 and picked[0] % 50 < 25
+
+
+def test_probcover_simclr_covers_the_ssl_balls() -> None:
+    ssl = _line_pool()
+    emb = ssl[::-1].copy()  # sample i sits where sample 8 - i sits in the ssl space
+    view = _with_ssl(PoolView.from_arrays(embeddings=emb), ssl)
+    s = strategy("probcover", delta=1.0, normalize=False)
+    firsts = {int(s.query(view, 1, seed=seed)[0]) for seed in range(30)}
+    assert firsts == {0, 1, 2, 3, 4}
+    picked = s.query(view, 3, seed=0)
+    assert picked[0] in range(5) and picked[1] in (5, 6, 7) and picked[2] == 8
+    by_model = strategy("probcover", embedding="model", delta=1.0, normalize=False).query(view, 3, seed=0)
+    assert by_model[0] in range(4, 9) and by_model[1] in (1, 2, 3) and by_model[2] == 0
+
+
+def test_probcover_simclr_counts_the_labeled_ssl_coverage() -> None:
+    ssl = _line_pool()
+    mask = np.zeros(9, bool)
+    mask[2] = True  # in the ssl space the big group is covered already
+    view = _with_ssl(PoolView.from_arrays(embeddings=ssl[::-1].copy(), labeled_mask=mask), ssl, mask)
+    picked = strategy("probcover", delta=1.0, normalize=False).query(view, 2, seed=0)
+    assert picked[0] in (5, 6, 7) and picked[1] == 8
+
+
+@pytest.mark.parametrize(("name", "params"), [("typiclust", {}), ("probcover", {"delta": 1.0})])
+def test_diversity_ssl_falls_back_to_the_views_embeddings_with_a_warning(
+    name: str, params: dict[str, Any]
+) -> None:
+    x = _dense_core_blobs()
+    mask = np.zeros(len(x), bool)
+    mask[[0, 60]] = True
+    view = PoolView.from_arrays(embeddings=x, labeled_mask=mask, n_classes=3)
+    with pytest.warns(UserWarning, match="no simclr self-supervised embeddings.*uses view.embeddings"):
+        fallback = strategy(name, normalize=False, **params).query(view, 4, seed=0)
+    model = strategy(name, embedding="model", normalize=False, **params).query(view, 4, seed=0)
+    assert fallback.tolist() == model.tolist()
+    bare = PoolView.from_arrays(probs=np.full((10, 2), 0.5))
+    with pytest.raises(ModelError, match="needs simclr self-supervised embeddings"):
+        strategy(name, **params).query(bare, 2)
+
+
+@pytest.mark.parametrize("name", ["typiclust", "probcover"])
+def test_diversity_ssl_cold_start_selects_from_the_trained_simclr_embeddings(
+    tmp_path: Path, name: str
+) -> None:
+    """At ``n_initial=0`` the engine trains SimCLR once (cached) and the first query is
+    the strategy's selection over those embeddings, not over the inputs."""
+    from alscope.engine.experiment import derive_seed
+
+    cfg = ExperimentConfig.model_validate(
+        {
+            "strategy": {"name": name, "params": {"ssl_epochs": 1, "ssl_dim": 16, "ssl_batch_size": 128}},
+            "cycles": 1,
+            "n_initial": 0,
+            "training": {"epochs": 1},
+            "tracking": {"enabled": False},
+            "results_dir": str(tmp_path),
+            "cache_dir": str(tmp_path / "cache"),
+        }
+    )
+    result = run_experiment(cfg)
+    (cached,) = (tmp_path / "cache" / "ssl").glob("*-simclr-*.pt")
+    pool = torch.load(cached, map_location="cpu", weights_only=True)["embeddings"]
+    view = PoolView(unlabeled=np.arange(len(pool)), labeled=np.empty(0, np.int64), n_classes=10)
+    view = _with_ssl(view, pool.numpy())
+    s = strategy(name, ssl_epochs=1, ssl_dim=16, ssl_batch_size=128)
+    expected = s.select(view, cfg.n_query, np.random.default_rng(derive_seed(cfg.seed, 0, 0, "select")))
+    assert sorted(result.trials[0].cycles[0].selected) == sorted(expected.tolist())
 
 
 # -- badge ----------------------------------------------------------------------------------
