@@ -125,10 +125,11 @@ UNCERTAINTY_STRATEGIES: list[ComponentSpec] = [
     StrategySpec(
         "epig",
         f"{_S}.epig:EPIG",
-        "expected information gain about predictions on target inputs drawn from the pool",
+        "expected information gain about predictions on target inputs set aside from the "
+        "pool; batch drawn with probability proportional to EPIG^beta",
         aliases=("EPIG", "ExpectedPredictiveInformationGain"),
         paper="Bickford Smith, Kirsch, Farquhar, Gal, Foster & Rainforth, AISTATS 2023: "
-        "Prediction-oriented Bayesian active learning",
+        f"Prediction-oriented Bayesian active learning; batch form: {_KIRSCH_2023}",
         needs=_MC,
         family="bayesian",
     ),
