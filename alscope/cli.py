@@ -261,6 +261,9 @@ class _RichProgress(Progress):
         self.bar.update(self.tasks["cycle"], completed=cycle, info=f"{n_labeled} labeled")
         self.bar.reset(self.tasks["epoch"])
 
+    def fit_start(self, epochs: int) -> None:
+        self.bar.update(self.tasks["epoch"], total=epochs, completed=0)
+
     def epoch_end(self, epoch: int, loss: float) -> None:
         self.bar.update(self.tasks["epoch"], completed=epoch + 1, info=f"loss {loss:.3f}")
 
@@ -301,6 +304,8 @@ def _results_table(result: ExperimentResult) -> Table:
     steps, mean, std = result.curve("accuracy")
     _, f1, _ = result.curve("macro_f1")
     selection = _mean_by_step(result, "selection_time")
+    # whether each cycle's model fits its labels: an under-fitted one misleads uncertainty
+    train_acc = _mean_by_step(result, "train_accuracy")
     cfg = result.config
     scenario = cfg.scenario.name
     extra = {
@@ -314,6 +319,7 @@ def _results_table(result: ExperimentResult) -> Table:
         "accuracy",
         "macro-F1",
         *(SCENARIO_COLUMNS[name] for name in extra),
+        "train acc",
         "selection s",
         title=title,
         title_justify="left",
@@ -321,11 +327,13 @@ def _results_table(result: ExperimentResult) -> Table:
     for i, step in enumerate(steps):
         cells = [f"{values[int(step)]:.4f}" if int(step) in values else "-" for values in extra.values()]
         sel = selection.get(int(step))
+        fitted = train_acc.get(int(step))
         table.add_row(
             str(step),
             f"{mean[i]:.4f} ± {std[i]:.4f}",
             f"{f1[i]:.4f}",
             *cells,
+            f"{fitted:.3f}" if fitted is not None else "-",
             f"{sel:.3f}" if sel is not None else "-",
         )
     return table
@@ -374,7 +382,8 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
     out.print(
         f"{s['dataset']}: pool {s['n_pool']}, test {s['n_test']}; backbone {backbone}; "
         f"strategy {cfg.strategy.name}; {cfg.n_initial} initial + {cfg.cycles} x {cfg.n_query} "
-        f"queried; {cfg.training.epochs} epochs per cycle on {s.get('device', '?')}"
+        f"queried; {cfg.training.epochs} epochs (at least {cfg.training.min_steps} steps) per cycle "
+        f"on {s.get('device', '?')}"
     )
     out.print(_results_table(result))
     shares = _query_share_table(result)
@@ -457,7 +466,21 @@ def run(
     cycles: Annotated[int | None, typer.Option("--cycle", "--cycles", help="query rounds")] = None,
     trials: Annotated[int | None, typer.Option("--trial", "--trials", help="repetitions")] = None,
     seed: Annotated[str | None, typer.Option(help="seed; comma-separated seeds run in turn")] = None,
-    epochs: Annotated[int | None, typer.Option(help="epochs per cycle")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs per cycle (raised to reach --min-steps)")] = None,
+    min_steps: Annotated[
+        int | None,
+        typer.Option("--min-steps", help="floor of optimiser steps per cycle (default 500; 0: epochs alone)"),
+    ] = None,
+    validation_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--validation-fraction",
+            help="hold out this share of the labeled set for early stopping with restore of the best model",
+        ),
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(help="validation checks without improvement before training stops")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adamw")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="learning rate")] = None,
@@ -554,6 +577,9 @@ def run(
             "download": download,
             "results_dir": results_dir,
             "training.epochs": epochs,
+            "training.min_steps": min_steps,
+            "training.validation_fraction": validation_fraction,
+            "training.patience": patience,
             "training.batch_size": batch_size,
             "training.optimizer": optimizer,
             "training.lr": lr,

@@ -39,8 +39,50 @@ class ComponentConfig(_Model):
         return {"name": value} if isinstance(value, str) else value
 
 
+#: optimiser steps a cycle trains at least: 100 labeled samples at batch 64 then get 250
+#: epochs instead of 40 and reach training accuracy 1 on MNIST (see docs/recipe.md)
+DEFAULT_MIN_STEPS = 500
+
+
+def default_min_steps() -> int:
+    """``training.min_steps`` when unset: ALSCOPE_MIN_STEPS, else :data:`DEFAULT_MIN_STEPS`.
+    The resolved value is recorded with every run, so runs stay comparable."""
+    value = os.environ.get("ALSCOPE_MIN_STEPS")
+    if value is None or value.strip() == "":
+        return DEFAULT_MIN_STEPS
+    try:
+        steps = int(value)
+    except ValueError:
+        raise ConfigError(
+            f"ALSCOPE_MIN_STEPS={value!r} is not a whole number of steps (e.g. 0 or 500)"
+        ) from None
+    if steps < 0:
+        raise ConfigError(f"ALSCOPE_MIN_STEPS={value!r} must be 0 or more")
+    return steps
+
+
 class TrainingConfig(_Model):
-    epochs: int = Field(default=40, ge=1, description="training epochs per cycle")
+    epochs: int = Field(default=40, ge=1, description="training epochs per cycle (raised to reach min_steps)")
+    min_steps: int = Field(
+        default_factory=lambda: default_min_steps(),
+        ge=0,
+        description="floor of optimiser steps per cycle: a small labeled set gets more epochs "
+        "until this many batches are trained, so that it is fitted; 0: epochs alone "
+        "(default 500, or ALSCOPE_MIN_STEPS)",
+    )
+    validation_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="hold out this share of the labeled set: early stopping on its accuracy, "
+        "and the best model is restored; 0: train on every labeled sample",
+    )
+    validation_interval: int = Field(
+        default=50, ge=1, description="validation: optimiser steps between checks (whole epochs)"
+    )
+    patience: int = Field(
+        default=5, ge=1, description="validation: checks without improvement before training stops"
+    )
     batch_size: int = Field(default=64, ge=1)
     eval_batch_size: int = Field(default=1024, ge=1, description="batch size of inference passes")
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"

@@ -307,8 +307,9 @@ class Transformer(Backbone):
     @classmethod
     def training_defaults(cls, params: Any, ctx: PrepareContext) -> dict[str, Any]:
         """Fine-tuning uses the usual transformer recipe (AdamW, small learning rate, linear
-        warm-up and decay, clipped gradients, few epochs); the frozen mode trains only the
-        head, for which the core's defaults suit."""
+        warm-up and decay, clipped gradients, few epochs, with a floor of 100 steps so that
+        a labeled set of tens of sentences is fitted: 4 epochs of 20 sentences would be 8
+        steps); the frozen mode trains only the head, for which the core's defaults suit."""
         if cls._mode(params, ctx) != "finetune":
             return {}
         return {
@@ -316,6 +317,7 @@ class Transformer(Backbone):
             "lr": 3e-5,
             "weight_decay": 0.01,
             "epochs": 4,
+            "min_steps": 100,
             "batch_size": 16,
             "grad_clip": 1.0,
             "scheduler": "linear",

@@ -9,6 +9,7 @@ import contextlib
 import json
 import secrets
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from alscope.engine.device import resolve_device
 from alscope.engine.inference import compute_pool_view, infer
 from alscope.engine.metrics import aubc, classification_metrics
 from alscope.engine.state import CycleRecord, RunState, TrialState
-from alscope.engine.trainer import Trainer, amp_enabled
+from alscope.engine.trainer import Trainer, UnderfitWarning, amp_enabled, fit_metrics, underfit_message
 from alscope.errors import (
     AlscopeError,
     BudgetError,
@@ -237,6 +238,7 @@ class Experiment:
                 f"{dataset.name!r}: {exc}"
             ) from None
         self._apply_training_defaults(backbone_cls.training_defaults(backbone_params, prepare_ctx))
+        self._apply_training_defaults(self.components.make_strategy().training_defaults())
         prepared = self.components.scenario.prepare(dataset, cfg.seed)
         prepared.n_initial = cfg.n_initial
         needed = cfg.n_initial + cfg.cycles * cfg.n_query
@@ -248,7 +250,8 @@ class Experiment:
         return prepared
 
     def _apply_training_defaults(self, defaults: dict[str, Any]) -> None:
-        """The backbone's training recipe, for the settings the user left unset. The
+        """The backbone's (then the strategy's) training recipe, for the settings the user
+        left unset; a setting the backbone filled counts as set for the strategy. The
         resolved config is what the run state and MLflow record, so resume and reports
         see the settings actually used."""
         explicit = self.config.training.model_fields_set
@@ -443,9 +446,12 @@ class Experiment:
         model: Backbone | None = None
         members: list[Backbone] = []
         warm_path = self.run_dir / f"model-trial{trial}.pt"
+        module_states: dict[str, Any] = {}
         if cfg.training.warm_start and ts.cycles and warm_path.is_file():
             model = self.components.build_backbone(dataset)
-            model.load_state_dict(torch.load(warm_path, map_location="cpu"))
+            checkpoint = torch.load(warm_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(checkpoint["model"])
+            module_states = checkpoint["modules"]
         for cycle in range(ts.next_cycle, cfg.cycles + 1):
             labeled = np.asarray(ts.labeled, dtype=np.int64)
             targets[torch.from_numpy(labeled)] = torch.as_tensor(ts.labels, dtype=torch.long)
@@ -473,6 +479,11 @@ class Experiment:
                 if hooks is not None:
                     hooks.bind(model, dataset.pool)
                 modules = hooks.modules() if hooks is not None else {}
+                if cfg.training.warm_start:
+                    # the strategy's modules continue too, as LL4AL's and TiDAL's codes do
+                    for name, state in module_states.items():
+                        if name in modules:
+                            modules[name].load_state_dict(state)
                 fit = self.trainer.fit(
                     model,
                     dataset.pool,
@@ -482,12 +493,15 @@ class Experiment:
                     hooks=hooks,
                     modules=modules,
                     on_epoch=self.progress.epoch_end,
+                    on_start=self.progress.fit_start,
                     unlabeled=_unlabeled(dataset, prepared, labeled),
                     sample_weights=weights,
                     ood=labeled[np.asarray(ts.labels, dtype=np.int64) == OOD],
                 )
-                metrics["train_time"] = fit.train_time
-                metrics["train_loss"] = fit.final_loss
+                metrics.update(fit_metrics(fit))
+                underfit = underfit_message(fit, f"trial {trial}, cycle {cycle}")
+                if underfit is not None:
+                    warnings.warn(underfit, UnderfitWarning, stacklevel=1)
                 more, more_time = self._train_more_members(dataset, train_set, targets, trial, cycle, weights)
                 members = [model, *more]
                 metrics["train_time"] += more_time
@@ -513,7 +527,8 @@ class Experiment:
             ts.cycles.append(record)
             ts.strategy_state = strategy.state_dict()
             if cfg.training.warm_start and model is not None:
-                torch.save(model.state_dict(), warm_path)
+                module_states = {name: m.state_dict() for name, m in modules.items()}
+                torch.save({"model": model.state_dict(), "modules": module_states}, warm_path)
             self.state.save(self.run_dir)
             self._log_cycle(ts, record, tracker)
             self.progress.cycle_end(trial, record)

@@ -1,8 +1,23 @@
-"""The trainer: fixed epochs over the labeled set, with strategy training hooks."""
+"""The trainer: epochs over the labeled set with a floor of optimiser steps, optional
+early stopping on a held-out part of it, and strategy training hooks.
+
+A fixed number of epochs is a different amount of training for every labeled-set size:
+at 100 samples and batch 64, 10 epochs are 20 optimiser steps and the model ends
+far from fitting its labels, at 10,000 samples they are 1,570. Uncertainty scores of an
+under-fitted model are not informative (entropy then takes most of a query from one
+class), so the trainer raises the epochs of a cycle until at least ``min_steps``
+batches are trained (``planned_epochs``), the way the BatchBALD code draws at least
+5,056 samples per epoch. ``validation_fraction`` holds out part of the labeled set,
+checks its accuracy every ``validation_interval`` steps, stops after ``patience``
+checks without improvement and restores the best model (BatchBALD, EPIG and VAAL's
+codes do this). Every fit ends with an eval-mode pass over the samples trained on,
+whose loss and accuracy tell whether the model fits its labels.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -13,7 +28,9 @@ from torch import nn
 
 from alscope.config import TrainingConfig
 from alscope.data.base import DataSource
+from alscope.engine.calibration import calibration_split
 from alscope.engine.hooks import BatchContext, FitContext, TrainingHooks
+from alscope.engine.inference import infer
 from alscope.models.base import Backbone
 
 
@@ -29,10 +46,13 @@ def build_optimizer(params: Iterator[nn.Parameter] | list, config: TrainingConfi
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int = 0
+    optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int = 0, epochs: int | None = None
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The learning-rate schedule; ``linear`` steps per batch over ``total_steps``, the
-    others per epoch."""
+    others per epoch over ``epochs`` (default ``config.epochs``). When the step floor
+    stretches the epochs, the multistep milestones stretch with them, so the schedule
+    keeps its shape."""
+    epochs = config.epochs if epochs is None else epochs
     if config.scheduler == "linear":
         warmup = int(total_steps * config.warmup_fraction)
 
@@ -43,11 +63,11 @@ def build_scheduler(
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if config.scheduler == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=config.milestones, gamma=config.gamma
-        )
+        stretch = epochs / config.epochs
+        milestones = [max(1, round(m * stretch)) for m in config.milestones]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.gamma)
     if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     return None
 
 
@@ -80,6 +100,13 @@ def epoch_batches(n: int, batch_size: int) -> tuple[bool, int]:
     return drop_last, n // batch_size + (0 if drop_last or n % batch_size == 0 else 1)
 
 
+def planned_epochs(epochs: int, steps_per_epoch: int, min_steps: int) -> int:
+    """``epochs``, raised until the fit trains at least ``min_steps`` batches."""
+    if steps_per_epoch <= 0:
+        return epochs
+    return max(epochs, math.ceil(min_steps / steps_per_epoch))
+
+
 def amp_enabled(config: TrainingConfig, device: torch.device) -> bool:
     return device.type == "cuda" and (config.amp is None or config.amp)
 
@@ -92,9 +119,96 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 
 @dataclass
 class FitResult:
+    """What one fit did and how well the model fits what it was trained on.
+
+    Attributes:
+        train_time: seconds spent in the training loop (validation checks included).
+        final_loss: the objective (cross-entropy plus the hooks' losses, in training
+            mode) averaged over the last epoch.
+        epochs: epochs run (the step floor may raise them; early stopping may cut them).
+        steps: optimiser steps run.
+        train_loss: eval-mode cross-entropy on the labeled samples trained on, of the
+            model returned (the restored best one under early stopping).
+        train_accuracy: eval-mode accuracy on those samples.
+        val_accuracy: accuracy on the held-out validation part (NaN without one).
+        best_epoch: the epoch whose model was kept (the last one without validation).
+        n_train: labeled samples trained on (without the validation part).
+    """
+
     train_time: float
     final_loss: float
     epochs: int
+    steps: int = 0
+    train_loss: float = float("nan")
+    train_accuracy: float = float("nan")
+    val_accuracy: float = float("nan")
+    best_epoch: int = -1
+    n_train: int = 0
+
+
+#: a fit on at most this many samples is expected to fit them (well-sized networks do)
+UNDERFIT_MAX_SAMPLES = 5000
+#: ... and is reported as under-fitted below this training accuracy
+UNDERFIT_ACCURACY = 0.9
+
+
+class UnderfitWarning(UserWarning):
+    """A cycle's model does not fit its small labeled set: its uncertainty is not to be trusted."""
+
+
+def fit_metrics(fit: FitResult) -> dict[str, float]:
+    """The per-cycle metrics of a fit, as the engine logs them."""
+    metrics = {
+        "train_time": fit.train_time,
+        "train_loss": fit.train_loss,
+        "train_accuracy": fit.train_accuracy,
+        "train_epochs": float(fit.epochs),
+        "train_steps": float(fit.steps),
+    }
+    if not math.isnan(fit.val_accuracy):
+        metrics["val_accuracy"] = fit.val_accuracy
+        metrics["best_epoch"] = float(fit.best_epoch)
+    return metrics
+
+
+def underfit_message(fit: FitResult, where: str) -> str | None:
+    """A one-line warning when ``fit`` ended far from fitting a small labeled set."""
+    if fit.n_train > UNDERFIT_MAX_SAMPLES or not fit.train_accuracy < UNDERFIT_ACCURACY:
+        return None
+    return (
+        f"{where}: training accuracy {fit.train_accuracy:.2f} on {fit.n_train} labeled samples "
+        f"after {fit.steps} steps ({fit.epochs} epochs): the model under-fits, so its scores "
+        f"mislead the strategy; raise --epochs or --min-steps, or the learning rate"
+    )
+
+
+def _state_copy(model: nn.Module, modules: dict[str, nn.Module]) -> list[dict[str, torch.Tensor]]:
+    return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in (model, *modules.values())]
+
+
+def _accuracy_and_loss(
+    model: Backbone,
+    source: DataSource,
+    indices: np.ndarray,
+    targets: torch.Tensor,
+    config: TrainingConfig,
+    device: torch.device,
+) -> tuple[float, float]:
+    """Eval-mode (accuracy, mean cross-entropy) of ``model`` on pool ``indices``."""
+    if len(indices) == 0:
+        return float("nan"), float("nan")
+    logits = infer(
+        model,
+        source,
+        indices,
+        device=device,
+        batch_size=config.eval_batch_size,
+        logits=True,
+        amp=amp_enabled(config, device),
+    )["logits"]
+    y = targets[torch.from_numpy(np.asarray(indices, dtype=np.int64))]
+    accuracy = float((logits.argmax(dim=1) == y).float().mean())
+    return accuracy, float(nn.functional.cross_entropy(logits, y))
 
 
 class Trainer:
@@ -119,6 +233,7 @@ class Trainer:
         hooks: TrainingHooks | None = None,
         modules: dict[str, nn.Module] | None = None,
         on_epoch: Callable[[int, float], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
         unlabeled: np.ndarray | None = None,
         sample_weights: torch.Tensor | None = None,
         ood: np.ndarray | None = None,
@@ -132,7 +247,8 @@ class Trainer:
         strategies that train on unlabeled data. ``sample_weights`` (pool-sized) weight
         each sample's loss (PURE/LURE bias correction); hooks' pseudo-labeled samples
         weigh 1. ``ood`` are labeled pool indices answered "out of distribution": not
-        trained on, but passed to the hooks (``FitContext.ood_indices``).
+        trained on, but passed to the hooks (``FitContext.ood_indices``). ``on_start``
+        hears the planned epochs (after the step floor), ``on_epoch`` each epoch's loss.
         """
         cfg, device = self.config, self.device
         hooks = hooks or TrainingHooks()
@@ -150,11 +266,14 @@ class Trainer:
             opt = hooks.make_optimizer(name, module, cfg) or build_optimizer(module.parameters(), cfg)
             optimizers.append(opt)
         labeled = np.asarray(labeled, dtype=np.int64)
+        validation = np.empty(0, dtype=np.int64)
+        if cfg.validation_fraction > 0:
+            labeled, validation = calibration_split(labeled, cfg.validation_fraction, (seed + 2) % 2**31)
         train_indices, pseudo = labeled, np.empty(0, dtype=np.int64)
         pseudo_labels = hooks.pseudo_labels()
         if pseudo_labels is not None and len(pseudo_labels[0]):
             idx, lab = (np.asarray(a, dtype=np.int64) for a in pseudo_labels)
-            keep = ~np.isin(idx, labeled)
+            keep = ~np.isin(idx, labeled) & ~np.isin(idx, validation)
             pseudo = idx[keep]
             targets = targets.clone()
             targets[torch.from_numpy(pseudo)] = torch.from_numpy(lab[keep])
@@ -164,9 +283,10 @@ class Trainer:
             weights = torch.ones(len(targets), dtype=torch.float32)
             weights[torch.from_numpy(labeled)] = sample_weights[torch.from_numpy(labeled)].float()
         drop_last, steps_per_epoch = epoch_batches(len(train_indices), cfg.batch_size)
+        epochs = planned_epochs(cfg.epochs, steps_per_epoch, cfg.min_steps)
         schedulers = [
             s
-            for s in (build_scheduler(o, cfg, cfg.epochs * steps_per_epoch) for o in optimizers)
+            for s in (build_scheduler(o, cfg, epochs * steps_per_epoch, epochs) for o in optimizers)
             if s is not None
         ]
         per_step = cfg.scheduler == "linear"
@@ -176,7 +296,7 @@ class Trainer:
         fit = FitContext(
             model,
             labeled,
-            cfg.epochs,
+            epochs,
             device,
             modules,
             source=source,
@@ -190,9 +310,15 @@ class Trainer:
             config=cfg,
         )
         hooks.on_fit_start(fit)
+        if on_start is not None:
+            on_start(epochs)
+        check_every = max(1, math.ceil(cfg.validation_interval / max(1, steps_per_epoch)))
+        best: tuple[float, float] = (-1.0, 0.0)  # (accuracy, -loss) of the kept model
+        best_state: list[dict[str, torch.Tensor]] | None = None
+        best_epoch, waited = epochs - 1, 0
         start = time.perf_counter()
-        step, epoch_loss = 0, float("nan")
-        for epoch in range(cfg.epochs):
+        step, epoch_loss, epochs_run = 0, float("nan"), 0
+        for epoch in range(epochs):
             total, count = 0.0, 0
             for batch in source.batches(
                 train_indices,
@@ -227,9 +353,42 @@ class Trainer:
                 for sched in schedulers:
                     sched.step()
             epoch_loss = total / max(count, 1)
+            epochs_run = epoch + 1
             hooks.on_epoch_end(epoch, fit)
             if on_epoch is not None:
                 on_epoch(epoch, epoch_loss)
+            if len(validation) and (epochs_run % check_every == 0 or epochs_run == epochs):
+                acc, val_loss = _accuracy_and_loss(model, source, validation, targets, cfg, device)
+                model.train()
+                for m in modules.values():
+                    m.train()
+                if (acc, -val_loss) > best:
+                    best, best_state, best_epoch, waited = (
+                        (acc, -val_loss),
+                        _state_copy(model, modules),
+                        epoch,
+                        0,
+                    )
+                else:
+                    waited += 1
+                    if waited >= cfg.patience:
+                        break
+        if best_state is not None:
+            for module, state in zip((model, *modules.values()), best_state, strict=True):
+                module.load_state_dict(state)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return FitResult(time.perf_counter() - start, epoch_loss, cfg.epochs)
+        train_time = time.perf_counter() - start
+        train_accuracy, train_loss = _accuracy_and_loss(model, source, labeled, targets, cfg, device)
+        model.train()
+        return FitResult(
+            train_time,
+            epoch_loss,
+            epochs_run,
+            steps=step,
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            val_accuracy=best[0] if best_state is not None else float("nan"),
+            best_epoch=best_epoch,
+            n_train=len(labeled),
+        )

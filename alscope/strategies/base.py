@@ -273,6 +273,13 @@ class Strategy(Component):
         """Modules and losses this strategy adds to training (None: plain training)."""
         return None
 
+    def training_defaults(self) -> dict[str, Any]:
+        """Training settings of this strategy's official recipe, applied where neither the
+        user nor the backbone set them (e.g. ``{"warm_start": True}``: Learning Loss and
+        TiDAL continue the model and their module across cycles). Keys are
+        :class:`~alscope.config.TrainingConfig` fields."""
+        return {}
+
     def proposal(self, view: PoolView) -> torch.Tensor | None:
         """A stochastic strategy's proposal: non-negative weights ``(U,)`` over
         ``view.unlabeled`` from which :meth:`select` draws its batch one sample at a time
