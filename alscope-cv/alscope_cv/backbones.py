@@ -170,14 +170,29 @@ class CNNParams(Params):
         description="output channels of each conv block (3x3 conv, ReLU, 2x2 max-pool)",
     )
     hidden: int = Field(default=128, ge=1, description="width of the hidden layer (the embedding)")
+    conv_dropout: float = Field(
+        default=0.25,
+        ge=0.0,
+        lt=1.0,
+        description="dropout on the last conv block's output (Gal et al. 2017's MNIST CNN: 0.25)",
+    )
     dropout: float = Field(
-        default=0.25, ge=0.0, lt=1.0, description="dropout before the classifier (MC dropout)"
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="dropout on the hidden layer, before the classifier (Gal et al.: 0.5)",
     )
     batch_norm: bool = Field(default=False, description="BatchNorm after each convolution")
 
 
 class SmallCNN(Backbone):
-    """Conv blocks, adaptive average pooling to at most 7x7, a hidden layer, dropout, classifier."""
+    """Conv blocks, dropout, adaptive average pooling to at most 7x7, a hidden layer,
+    dropout, classifier.
+
+    The dropout sits where the Bayesian active learning papers put it (Gal, Islam &
+    Ghahramani 2017; Kirsch et al. 2019): after the convolutions and after the hidden
+    layer, so that MC dropout samples the convolutional features too, not only the
+    last linear layer."""
 
     Params = CNNParams
     component_name = "cnn"
@@ -195,6 +210,7 @@ class SmallCNN(Backbone):
             blocks.append(nn.Sequential(*layers))
             c, h, w = width, -(-h // 2), -(-w // 2)
         self.blocks = nn.ModuleList(blocks)
+        self.conv_dropout = nn.Dropout(params.conv_dropout)
         pooled = (min(h, 7), min(w, 7))
         self.pool = nn.AdaptiveAvgPool2d(pooled)
         self.hidden = nn.Sequential(
@@ -210,7 +226,7 @@ class SmallCNN(Backbone):
         for block in self.blocks:
             x = block(x)
             features.append(x)
-        embedding = self.hidden(self.pool(x).contiguous())
+        embedding = self.hidden(self.pool(self.conv_dropout(x)).contiguous())
         logits = self.classifier(self.dropout(embedding))
         return BackboneOutput(logits, embedding, plain(features) if return_features else None)
 

@@ -55,6 +55,8 @@ are shared across the pool (consistent MC dropout, as in the reference).
 from __future__ import annotations
 
 import functools
+import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -91,7 +93,21 @@ Posterior = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Gains = Callable[[np.ndarray], np.ndarray]
 
 
+#: a batch whose joint information reaches this share of log K has exhausted the K samples
+SATURATION = 0.95
+
+
+class SaturatedBatchWarning(UserWarning):
+    """A BatchBALD batch reached the log K bound: its later picks carried no information."""
+
+
 class BatchBALDParams(SampledParams):
+    n_drop: int = Field(
+        default=100,
+        ge=1,
+        description="MC dropout samples K (the paper's 100 on MNIST); a batch's joint information "
+        "cannot exceed log K, so large batches need large K; with --ensemble M the M members",
+    )
     num_samples: int = Field(
         default=10_000,
         ge=1,
@@ -291,6 +307,21 @@ def batchbald_positions(
     equal gains are taken in an order drawn from ``rng``, which also draws the sampled
     configurations.
     """
+    return batchbald_batch(probs, budget, rng, num_samples=num_samples, lazy=lazy, device=device)[0]
+
+
+def batchbald_batch(
+    probs: torch.Tensor,
+    budget: int,
+    rng: np.random.Generator,
+    *,
+    num_samples: int = 10_000,
+    lazy: bool = True,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(positions, gains)``: the greedy batch of :func:`batchbald_positions` and each
+    pick's gain in nats (the first pick's is its BALD score). The gains sum to the
+    batch's joint mutual information, which K samples bound by ``log K``."""
     device = torch.device(device)
     with one_thread_on_cpu(device):
         return _batchbald(probs, budget, rng, num_samples, lazy, device)
@@ -303,12 +334,13 @@ def _batchbald(
     num_samples: int,
     lazy: bool,
     device: torch.device,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     u, k, c = probs.shape
     mi, cond, sample_entropy = bald_and_expected_entropy(probs, device)
     first = int(top_k(mi.float().numpy(), 1, rng)[0])
+    gained = [float(mi[first])]
     if budget == 1:
-        return np.array([first], dtype=np.int64)
+        return np.array([first], dtype=np.int64), np.asarray(gained)
     perm = rng.permutation(u)  # the candidates' order among equal bounds
     bound = mi.numpy()[perm]  # upper bounds of the gains, in permuted order
     cond_p = cond.numpy()[perm]
@@ -333,10 +365,11 @@ def _batchbald(
         else:
             best = _full_best(bound, gains)
         chosen.append(int(perm[best]))
+        gained.append(float(bound[best]))  # the search left the pick's exact gain there
         bound[best] = -np.inf
         if len(chosen) < budget:
             joint.add(probs[chosen[-1]].numpy())
-    return np.asarray(chosen, dtype=np.int64)
+    return np.asarray(chosen, dtype=np.int64), np.asarray(gained)
 
 
 def _full_best(bound: np.ndarray, gains: Gains) -> int:
@@ -408,7 +441,7 @@ class BatchBALD(Strategy):
 
     def select(self, view: PoolView, budget: int, rng: np.random.Generator) -> np.ndarray:
         mc = require_mc(view, self.component_name)
-        positions = batchbald_positions(
+        positions, gains = batchbald_batch(
             mc,
             budget,
             rng,
@@ -416,4 +449,20 @@ class BatchBALD(Strategy):
             lazy=self.params.lazy,
             device=view.device,
         )
+        message = saturation_message(gains, mc.shape[1])
+        if message is not None:
+            warnings.warn(message, SaturatedBatchWarning, stacklevel=1)
         return view.unlabeled[positions]
+
+
+def saturation_message(gains: np.ndarray, k: int) -> str | None:
+    """A warning when the batch's joint information (the summed ``gains``) reached log K."""
+    total, bound = float(np.sum(gains)), math.log(k)
+    if total < SATURATION * bound:
+        return None
+    empty = int(np.sum(gains < 1e-3))
+    return (
+        f"batchbald: the batch's joint information {total:.2f} nats reached log K = {bound:.2f} "
+        f"(K = {k} samples); {empty} of {len(gains)} picks added less than 1e-3 nats. Raise n_drop "
+        f"(--n-drop) or lower n_query"
+    )

@@ -9,10 +9,14 @@ margin. The total loss is ``CE + lambda x ranking``. After ``epoch_loss`` epochs
 features are detached, so the module keeps learning but no longer shapes the backbone.
 
 Selection takes the samples with the **highest** predicted loss (a widely copied port
-took the lowest).
+took the lowest). As in the official code (Mephisto405/Learning-Loss-for-Active-Learning,
+``main.py``), the backbone and the module are built once per trial and continue across
+cycles (``training_defaults``: ``warm_start``), with fresh optimisers every cycle.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from pydantic import AliasChoices, Field
@@ -122,6 +126,9 @@ class LearningLoss(ScoringStrategy):
 
     def training_hooks(self) -> LossPredictionHooks:
         return LossPredictionHooks(self.params, self.component_name)
+
+    def training_defaults(self) -> dict[str, Any]:
+        return {"warm_start": True}
 
     def score(self, view: PoolView) -> torch.Tensor:
         return view.require("predicted_loss", self.component_name)

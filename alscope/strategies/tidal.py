@@ -5,10 +5,13 @@ Learning". Each labeled sample's *training dynamics* is the running mean of its 
 output over training, ``p̄(x) = 1/T sum_t p_t(x)``, recorded per dataset index after
 every batch that contains it. A prediction module on the intermediate features (Learning
 Loss's layout with **one output per class**, softmax) is trained to match it with
-``KL(p̄ || m(x))``; the total loss is ``CE + weight x KL``, and as in the official code
-the features are detached after ``epoch_loss`` epochs. Unlabeled samples have no
-dynamics, so the module predicts them, and the query takes the highest entropy (or the
-smallest margin) of the predicted dynamics.
+``KL(p̄ || m(x))``; the total loss is ``CE + weight x KL``. The official code
+(hyperconnect/TiDAL, ``train_test.py``) never detaches the features for TiDAL (only its
+Learning Loss baseline does), so by default the module's gradient reaches the backbone
+throughout; ``epoch_loss`` / ``epoch_loss_fraction`` < 1 add a Learning Loss-style stop.
+As there, the backbone and the module continue across cycles (``warm_start``).
+Unlabeled samples have no dynamics, so the module predicts them, and the query takes
+the highest entropy (or the smallest margin) of the predicted dynamics.
 
 ALScope's port builds the module with a single output, so its softmax is always 1 and
 the entropy is 0 for every sample (the query is then random); here the output size is
@@ -17,7 +20,7 @@ the number of classes, checked in the tests.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +56,12 @@ class TiDALParams(Params):
         description="epoch from which the module's gradient stops reaching the backbone; "
         "default: epoch_loss_fraction of the epochs",
     )
-    epoch_loss_fraction: float = Field(default=0.6, ge=0.0, le=1.0)
+    epoch_loss_fraction: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="used when epoch_loss is unset; 1.0: never detached, as the official code",
+    )
     width: int = Field(default=128, ge=1, description="hidden units per feature in the module")
 
 
@@ -136,6 +144,9 @@ class TiDAL(ScoringStrategy):
 
     def training_hooks(self) -> TiDALHooks:
         return TiDALHooks(self.params, self.component_name)
+
+    def training_defaults(self) -> dict[str, Any]:
+        return {"warm_start": True}
 
     def score(self, view: PoolView) -> torch.Tensor:
         return view.require("tidal_score", self.component_name)
