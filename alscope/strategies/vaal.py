@@ -21,12 +21,24 @@ unlabeled inputs, next to the classifier.
   probability can have (the rest spread evenly). Confident unlabeled samples look
   labeled; uncertain ones keep a target near 0 and are queried first.
 
-Each training batch runs (after the classifier's step) ``vae_steps`` VAE updates and
-``adversary_steps`` discriminator updates on the labeled batch and an unlabeled batch of
-the same size drawn from the pool, as the papers' loops do; the hooks step the VAE and
-the discriminator with their own Adam optimisers. The VAE fits the inputs: an MLP over
-feature vectors (tabular data, text in frozen mode) or a small convolutional VAE over
-``(C, H, W)`` images. Token inputs (dicts) need the frozen text mode.
+One *adversarial iteration* is ``vae_steps`` VAE updates and ``adversary_steps``
+discriminator updates on a labeled batch and an unlabeled batch of the same size drawn
+from the pool; the hooks step the VAE and the discriminator with their own Adam
+optimisers. Each training batch runs one (after the classifier's step, on that batch).
+VAAL's code runs ``num_images x train_epochs // batch_size`` iterations per cycle,
+``num_images`` being the whole training set, so the adversarial part gets as many
+updates at 100 labels as at 10,000; tied to the classifier's batches it would get two
+per epoch at 100 labels and batch 64. So the hooks top up: after each epoch they run
+adversarial-only iterations (labeled batches of their own, from the fit's generator)
+until ``(epoch + 1) / epochs`` of the cycle's target is reached, the target being
+``adversarial_iterations`` or, unset, the official count capped at
+``max_adversarial_iterations``. Spreading the top-up over the epochs keeps the VAE and
+discriminator training next to the classifier (TA-VAAL's and SRAAL's conditioning reads
+the classifier of that epoch), needs no engine change and survives early stopping.
+
+The VAE fits the inputs: an MLP over feature vectors (tabular data, text in frozen
+mode) or a small convolutional VAE over ``(C, H, W)`` images. Token inputs (dicts) need
+the frozen text mode.
 
 Losses are averaged per element (reconstruction MSE and KL both means), so that the
 reconstruction, KL and adversarial terms keep comparable scales for any input size;
@@ -35,15 +47,17 @@ VAAL's code sums the KL, which then dominates.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from alscope.components import Params
-from alscope.data.base import DataSource
+from alscope.data.base import Batch, DataSource
 from alscope.engine.hooks import BatchContext, FitContext, TrainingHooks
 from alscope.errors import ModelError
 from alscope.models.base import Backbone, BackboneOutput
@@ -190,10 +204,25 @@ class VAALParams(Params):
     )
     beta: float = Field(default=1.0, ge=0.0, description="weight of the VAE's KL term")
     adversary_weight: float = Field(default=1.0, ge=0.0, description="weight of the VAE's adversarial term")
-    vae_steps: int = Field(default=2, ge=1, description="VAE updates per training batch (VAAL: 2)")
-    adversary_steps: int = Field(default=1, ge=1, description="discriminator updates per training batch")
+    vae_steps: int = Field(default=2, ge=1, description="VAE updates per adversarial iteration (VAAL: 2)")
+    adversary_steps: int = Field(
+        default=1, ge=1, description="discriminator updates per adversarial iteration (VAAL: 1)"
+    )
     vae_lr: float = Field(default=5e-4, gt=0)
     discriminator_lr: float = Field(default=5e-4, gt=0)
+    adversarial_iterations: int | None = Field(
+        default=None,
+        ge=0,
+        description="adversarial iterations per cycle (each vae_steps VAE and adversary_steps "
+        "discriminator updates); the training batches count, adversarial-only iterations after "
+        "each epoch make up the rest; unset: VAAL's pool size x epochs // batch size, capped at "
+        "max_adversarial_iterations; 0: one per training batch only",
+    )
+    max_adversarial_iterations: int = Field(
+        default=5000,
+        ge=0,
+        description="cap of the derived (official) iteration count, so a CPU run stays short",
+    )
 
 
 class TAVAALParams(VAALParams):
@@ -214,6 +243,19 @@ class SRAALParams(VAALParams):
 
 
 # -- hooks --------------------------------------------------------------------------------
+
+
+def _endless_labeled(fit: FitContext, batch_size: int) -> Iterator[Batch]:
+    """Endless shuffled training-transform batches of the labeled set for the top-up
+    iterations (full batches, as VAAL's ``drop_last`` loader), from the hooks' generator."""
+    assert fit.source is not None
+    labeled = np.asarray(fit.labeled_indices, dtype=np.int64)
+    size = max(1, min(batch_size, len(labeled)))
+    while True:
+        for batch in fit.source.batches(
+            labeled, batch_size=size, train=True, shuffle=True, generator=fit.generator, drop_last=True
+        ):
+            yield batch.to(fit.device)
 
 
 class AdversarialHooks(TrainingHooks):
@@ -242,7 +284,12 @@ class AdversarialHooks(TrainingHooks):
         self.vae_losses: list[float] = []
         self.discriminator_losses: list[float] = []
         self._sums: list[list[torch.Tensor]] = []
+        #: adversarial iterations this fit (training batches + top-up) and this fit's target
+        self.iterations = 0
+        self.extra_iterations = 0
+        self.target_iterations = 0
         self._unlabeled: Any = None
+        self._labeled: Any = None
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
 
     @property
@@ -279,14 +326,34 @@ class AdversarialHooks(TrainingHooks):
         }
         batch_size = fit.config.batch_size if fit.config is not None else 64
         self._unlabeled = fit.unlabeled_batches(batch_size)
+        self._labeled = _endless_labeled(fit, batch_size) if len(fit.labeled_indices) else None
+        self.target_iterations = self.planned_iterations(fit)
+        self.iterations = self.extra_iterations = 0
         self.vae_losses, self.discriminator_losses, self._sums = [], [], []
         if self.ranker is not None:
             self.ranker.on_fit_start(fit)
+
+    def planned_iterations(self, fit: FitContext) -> int:
+        """The cycle's adversarial iterations: ``adversarial_iterations`` or VAAL's
+        ``num_images x train_epochs // batch_size`` (whole pool, configured epochs), capped
+        at ``max_adversarial_iterations``; 0 when nothing is unlabeled."""
+        p = self.params
+        if self._unlabeled is None:
+            return 0
+        if p.adversarial_iterations is not None:
+            return p.adversarial_iterations
+        cfg = fit.config
+        epochs = cfg.epochs if cfg is not None else fit.epochs
+        batch_size = cfg.batch_size if cfg is not None else 64
+        pool = len(fit.source) if fit.source is not None else 0
+        pool = max(pool, len(fit.labeled_indices) + len(fit.unlabeled_indices))
+        return min(pool * epochs // max(1, batch_size), p.max_adversarial_iterations)
 
     def extra_loss(self, batch: BatchContext) -> torch.Tensor | None:
         return self.ranker.extra_loss(batch) if self.ranker is not None else None
 
     def on_epoch_end(self, epoch: int, fit: FitContext) -> None:
+        self._top_up(epoch, fit)
         if self._sums:
             vae_loss, d_loss = torch.stack([torch.stack(pair) for pair in self._sums]).mean(0).tolist()
             self.vae_losses.append(vae_loss)
@@ -318,21 +385,45 @@ class AdversarialHooks(TrainingHooks):
     def on_batch_end(self, batch: BatchContext) -> None:
         if self._unlabeled is None:
             return
-        fit, modules = batch.fit, batch.fit.modules
-        vae, disc = cast(VAE, modules["vae"]), modules["discriminator"]
         x_l = batch.inputs
         if not isinstance(x_l, torch.Tensor):
             raise ModelError(f"strategy {self.who!r} needs tensor inputs, got {type(x_l).__name__}")
-        x_l = x_l.float()
+        self._iteration(batch.fit, x_l.float(), batch.targets, self._cond(batch.output, batch.fit.modules))
+
+    def _top_up(self, epoch: int, fit: FitContext) -> None:
+        """Adversarial-only iterations until ``(epoch + 1) / epochs`` of the target are done."""
+        if self._unlabeled is None or self._labeled is None:
+            return
+        due = -(-self.target_iterations * (epoch + 1) // max(1, fit.epochs))  # ceil
+        while self.iterations < due:
+            batch = next(self._labeled)
+            x_l = batch.inputs
+            if not isinstance(x_l, torch.Tensor):
+                raise ModelError(f"strategy {self.who!r} needs tensor inputs, got {type(x_l).__name__}")
+            y_l = batch.targets if fit.targets is None else fit.targets[batch.indices]
+            cond_l = None
+            if self.ranker is not None:
+                with torch.no_grad():
+                    cond_l = self._cond(eval_forward(fit.model, x_l, features=True), fit.modules)
+            self.extra_iterations += 1
+            self._iteration(fit, x_l.float(), y_l.to(fit.device), cond_l)
+
+    def _iteration(
+        self, fit: FitContext, x_l: torch.Tensor, y_l: torch.Tensor, cond_l: torch.Tensor | None
+    ) -> None:
+        """One adversarial iteration on this labeled batch and the next unlabeled one."""
+        assert self._unlabeled is not None
+        modules = fit.modules
+        vae, disc = cast(VAE, modules["vae"]), modules["discriminator"]
         x_u = next(self._unlabeled).inputs.float()
-        cond_l = self._cond(batch.output, modules)
         cond_u = None
         target_u = torch.zeros(len(x_u), device=x_u.device)
         if self.ranker is not None or self.variant == "sraal":
-            out_u = eval_forward(fit.model, x_u, features=self.ranker is not None)
-            cond_u = self._cond(out_u, modules)
-            if self.variant == "sraal":
-                target_u = 1.0 - online_uncertainty(torch.softmax(out_u.logits.float(), dim=1))
+            with torch.no_grad():
+                out_u = eval_forward(fit.model, x_u, features=self.ranker is not None)
+                cond_u = self._cond(out_u, modules)
+                if self.variant == "sraal":
+                    target_u = 1.0 - online_uncertainty(torch.softmax(out_u.logits.float(), dim=1))
         ones_l = torch.ones(len(x_l), device=x_l.device)
         ones_u = torch.ones(len(x_u), device=x_u.device)
         p = self.params
@@ -344,7 +435,7 @@ class AdversarialHooks(TrainingHooks):
             ) + F.binary_cross_entropy_with_logits(disc(self._cat(mu_u, cond_u)), ones_u)
             total = loss_l + loss_u + p.adversary_weight * fool
             if isinstance(p, SRAALParams) and vae.classifier is not None:
-                total = total + p.sti_weight * F.cross_entropy(vae.classifier(mu_l), batch.targets)
+                total = total + p.sti_weight * F.cross_entropy(vae.classifier(mu_l), y_l)
             self._optimizers["vae"].zero_grad(set_to_none=True)
             total.backward()
             self._optimizers["vae"].step()
@@ -358,6 +449,7 @@ class AdversarialHooks(TrainingHooks):
             self._optimizers["discriminator"].zero_grad(set_to_none=True)
             d_loss.backward()
             self._optimizers["discriminator"].step()
+        self.iterations += 1
         self._sums.append([(loss_l + loss_u).detach(), d_loss.detach()])
 
     def labeled_probability(

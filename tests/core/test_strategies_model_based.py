@@ -48,6 +48,7 @@ from alscope.strategies.vaal import (
     SRAAL,
     TAVAAL,
     VAAL,
+    AdversarialHooks,
     ConvVAE,
     VectorVAE,
     build_vae,
@@ -367,7 +368,9 @@ def test_discriminator_targets_labeled_one_unlabeled_other(
     unlabeled = np.setdiff1d(np.arange(60), labeled)
     strategy = VAAL() if name == "vaal" else SRAAL()
     targets = _record_bce(monkeypatch)
-    train(strategy.training_hooks(), src, labeled, epochs=1, unlabeled=unlabeled, batch_size=32)
+    hooks = strategy.training_hooks()
+    train(hooks, src, labeled, epochs=1, unlabeled=unlabeled, batch_size=32, min_steps=0)
+    assert hooks.extra_iterations == 0  # 60 x 1 // 32 = 1 official iteration: no top-up
     # one batch: vae_steps x (labeled, unlabeled) "fool" terms, then the discriminator's two
     per_batch = 2 * strategy.params.vae_steps + 2 * strategy.params.adversary_steps
     assert len(targets) == per_batch
@@ -397,8 +400,11 @@ def test_vae_and_discriminator_learn_to_separate_labeled_from_unlabeled(cls: typ
     unlabeled = np.setdiff1d(np.arange(len(src)), labeled)
     strategy = cls()
     hooks = strategy.training_hooks()
-    model, modules = train(hooks, src, labeled, epochs=12, unlabeled=unlabeled)
-    assert hooks.vae_losses[-1] < 0.7 * hooks.vae_losses[0]
+    model, modules = train(hooks, src, labeled, epochs=12, unlabeled=unlabeled, min_steps=0)
+    assert hooks.iterations == 120 * 12 // 16  # VAAL's count: 48 training batches + the top-up
+    # each epoch's mean holds its top-up iterations (8 in epoch 0), so the first mean is
+    # already lower than with one iteration per batch (ratio 0.56 then, 0.78-0.82 now)
+    assert hooks.vae_losses[-1] < 0.9 * hooks.vae_losses[0]
     assert hooks.discriminator_losses[-1] < hooks.discriminator_losses[0]
     view = compute_pool_view(
         model,
@@ -420,6 +426,107 @@ def test_vae_and_discriminator_learn_to_separate_labeled_from_unlabeled(cls: typ
     if cls is TAVAAL:
         assert modules["discriminator"].net[0].in_features == strategy.params.z_dim + 1
         assert isinstance(modules["loss_module"], FeatureHead)
+
+
+def _count_steps(monkeypatch: pytest.MonkeyPatch, hooks: AdversarialHooks) -> dict[str, int]:
+    """Counts the real optimiser steps of the VAE and the discriminator."""
+    counts = {"vae": 0, "discriminator": 0}
+    original = hooks.on_fit_start
+
+    def start(fit: FitContext) -> None:
+        original(fit)
+        for name, opt in hooks._optimizers.items():
+            step = opt.step
+
+            def counted(*a: Any, _name: str = name, _step: Any = step, **kw: Any) -> Any:
+                counts[_name] += 1
+                return _step(*a, **kw)
+
+            monkeypatch.setattr(opt, "step", counted)
+
+    monkeypatch.setattr(hooks, "on_fit_start", start)
+    return counts
+
+
+@pytest.mark.parametrize("cls", [VAAL, TAVAAL, SRAAL])
+def test_small_labeled_set_gets_the_configured_adversarial_updates(
+    monkeypatch: pytest.MonkeyPatch, cls: type[VAAL]
+) -> None:
+    """10 labels, batch 16: one training batch per epoch, 3 in all; the top-up brings the
+    VAE and the discriminator to the configured 40 iterations, spread over the epochs."""
+    src = blobs(n_per_class=20)
+    labeled = np.arange(0, 60, 6)
+    unlabeled = np.setdiff1d(np.arange(60), labeled)
+    strategy = cls({"adversarial_iterations": 40})
+    hooks = strategy.training_hooks()
+    counts = _count_steps(monkeypatch, hooks)
+    per_epoch: list[int] = []
+    end = hooks.on_epoch_end
+    monkeypatch.setattr(
+        hooks, "on_epoch_end", lambda e, fit: (end(e, fit), per_epoch.append(hooks.iterations))
+    )
+    train(hooks, src, labeled, epochs=3, unlabeled=unlabeled, min_steps=0)
+    p = strategy.params
+    assert hooks.iterations == 40 and hooks.extra_iterations == 40 - 3
+    assert counts["vae"] == 40 * p.vae_steps and counts["discriminator"] == 40 * p.adversary_steps
+    assert per_epoch == [14, 27, 40]  # ceil(40 x (e + 1) / 3): next to the classifier, not all at the end
+    assert len(hooks.discriminator_losses) == 3
+
+
+def test_official_iteration_count_from_pool_size_and_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, the target is VAAL's num_images x epochs // batch size over the whole pool
+    (60 x 4 // 16 = 15), capped by max_adversarial_iterations; 0 keeps one per batch."""
+    src = blobs(n_per_class=20)
+    labeled = np.arange(0, 60, 6)
+    unlabeled = np.setdiff1d(np.arange(60), labeled)
+    for params, expected in (
+        ({}, 15),
+        ({"max_adversarial_iterations": 9}, 9),
+        ({"adversarial_iterations": 0}, 4),
+    ):
+        hooks = VAAL(params).training_hooks()
+        counts = _count_steps(monkeypatch, hooks)
+        train(hooks, src, labeled, epochs=4, unlabeled=unlabeled, min_steps=0)
+        assert hooks.iterations == expected and counts["discriminator"] == expected
+    # the training batches count: more of them than the target means no top-up
+    hooks = VAAL({"adversarial_iterations": 2}).training_hooks()
+    train(hooks, src, labeled, epochs=4, unlabeled=unlabeled, min_steps=0)
+    assert hooks.iterations == 4 and hooks.extra_iterations == 0
+
+
+def test_top_up_lets_the_discriminator_separate_at_a_small_labeled_set() -> None:
+    """12 labels of classes 0 and 1, the unlabeled pool mostly class 2, 3 training batches.
+    One adversarial iteration per batch leaves the discriminator near its start (gap 0.03);
+    with the top-up it calls class 2 unlabeled, and the query reads its scores."""
+    src = blobs(n_per_class=40)
+    labeled = np.concatenate([np.arange(0, 6), np.arange(40, 46)])
+    unlabeled = np.setdiff1d(np.arange(len(src)), labeled)
+    class_2 = torch.from_numpy(src.labels[unlabeled] == 2)
+    gaps = {}
+    for iterations in (0, 300):
+        strategy = VAAL({"adversarial_iterations": iterations})
+        hooks = strategy.training_hooks()
+        model, modules = train(hooks, src, labeled, epochs=3, unlabeled=unlabeled, min_steps=0)
+        assert hooks.iterations == max(3, iterations)
+        view = compute_pool_view(
+            model,
+            src,
+            unlabeled,
+            labeled,
+            src.labels[labeled],
+            strategy.requirements(),
+            n_classes=3,
+            device=CPU,
+            batch_size=64,
+            hooks=hooks,
+            modules=modules,
+        )
+        prob = view.extras["labeled_probability"]  # unlabeled classes 0 and 1 look labeled
+        gaps[iterations] = float(prob[~class_2].mean() - prob[class_2].mean())
+    assert gaps[0] < 0.1 and gaps[300] > 0.2
+    picked = np.sort(np.asarray(strategy.query(view, 20)))
+    assert np.array_equal(picked, np.sort(unlabeled[torch.topk(-prob, 20).indices.numpy()]))
+    assert (src.labels[picked] == 2).mean() >= 0.9
 
 
 # -- WAAL ------------------------------------------------------------------------------------
