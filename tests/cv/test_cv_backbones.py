@@ -94,7 +94,10 @@ def test_init_is_seeded() -> None:
 
 def test_dropout_for_mc_strategies() -> None:
     cnn = build(SmallCNN, DIGITS)
-    assert len(dropout_modules(cnn)) == 1
+    # where Gal et al. and Kirsch et al. put it: after the convolutions and the hidden layer
+    assert [m.p for m in dropout_modules(cnn)] == [0.25, 0.5]
+    assert cnn.conv_dropout.p == 0.25 and cnn.dropout.p == 0.5
+    assert len(dropout_modules(build(SmallCNN, DIGITS, conv_dropout=0.0))) == 1
     x = torch.randn(5, 1, 28, 28)
     cnn.eval()
     with torch.no_grad(), mc_dropout(cnn):

@@ -20,7 +20,8 @@ runner = CliRunner()
 
 def cli(*args: str) -> tuple[int, str]:
     result = runner.invoke(app, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
+    # --json output is stdout alone; warnings (an under-fitted short run's) go to stderr
+    return result.exit_code, result.stdout if "--json" in args and result.exit_code == 0 else result.output
 
 
 def config(tmp_path: Path, **overrides: object) -> ExperimentConfig:
