@@ -249,3 +249,29 @@ def test_tidal_never_detaches_by_default_as_the_official_code() -> None:
     hooks.n_classes = 3
     hooks.on_fit_start(FitContext(mlp(), np.arange(4), 40, CPU))
     assert hooks.stop_at == 40  # no epoch reaches it: the features are never detached
+
+
+def test_warm_start_continues_the_module_from_the_previous_cycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alscope.strategies.learning_loss import LossPredictionHooks
+
+    starts: list[dict[str, torch.Tensor]] = []
+    ends: list[dict[str, torch.Tensor]] = []
+    fit_start, epoch_end = LossPredictionHooks.on_fit_start, LossPredictionHooks.on_epoch_end
+
+    def record_start(self: LossPredictionHooks, fit: Any) -> None:
+        starts.append(copy.deepcopy(fit.modules["loss_module"].state_dict()))
+        fit_start(self, fit)
+
+    def record_end(self: LossPredictionHooks, epoch: int, fit: Any) -> None:
+        epoch_end(self, epoch, fit)
+        if epoch == fit.epochs - 1:
+            ends.append(copy.deepcopy(fit.modules["loss_module"].state_dict()))
+
+    monkeypatch.setattr(LossPredictionHooks, "on_fit_start", record_start)
+    monkeypatch.setattr(LossPredictionHooks, "on_epoch_end", record_end)
+    run_experiment(quick(tmp_path, strategy="learning_loss", cycles=1))
+    assert len(starts) == len(ends) == 2
+    assert all(torch.equal(starts[1][k], v) for k, v in ends[0].items())  # continued
+    assert not all(torch.equal(starts[0][k], v) for k, v in ends[0].items())  # and it trained
