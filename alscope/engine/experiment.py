@@ -450,6 +450,8 @@ class Experiment:
         if cfg.training.warm_start and ts.cycles and warm_path.is_file():
             model = self.components.build_backbone(dataset)
             checkpoint = torch.load(warm_path, map_location="cpu", weights_only=True)
+            if "model" not in checkpoint:  # written before strategies' modules were kept
+                checkpoint = {"model": checkpoint, "modules": {}}
             model.load_state_dict(checkpoint["model"])
             module_states = checkpoint["modules"]
         for cycle in range(ts.next_cycle, cfg.cycles + 1):
