@@ -529,7 +529,8 @@ class Experiment:
             ts.cycles.append(record)
             ts.strategy_state = strategy.state_dict()
             if cfg.training.warm_start and model is not None:
-                module_states = {name: m.state_dict() for name, m in modules.items()}
+                if modules:  # a cycle without a known label trained none: keep the last ones
+                    module_states = {name: m.state_dict() for name, m in modules.items()}
                 torch.save({"model": model.state_dict(), "modules": module_states}, warm_path)
             self.state.save(self.run_dir)
             self._log_cycle(ts, record, tracker)
