@@ -1,4 +1,5 @@
-"""Seeded, stratified splits shared by every dataset plugin (tabular, image, text)."""
+"""Seeded splits: stratified ones shared by every dataset plugin (tabular, image, text), and
+the uniform hold-out of labeled samples the engine and the trainer use."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
             f"({exc}); raise test_fraction or give a separate test set"
         ) from None
     return np.sort(np.concatenate([pool, indices[singletons]])), np.sort(test)
+
+
+def random_holdout(labeled: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train part, held-out part) of the labeled indices, both sorted, drawn uniformly: the
+    held-out labeled samples of temperature scaling and of early stopping. At least one
+    sample on each side; fewer than two labeled samples hold nothing out."""
+    labeled = np.asarray(labeled, dtype=np.int64)
+    if len(labeled) < 2:
+        return labeled, np.empty(0, dtype=np.int64)
+    n_held = int(min(max(1, round(fraction * len(labeled))), len(labeled) - 1))
+    perm = np.random.default_rng(seed).permutation(len(labeled))
+    return np.sort(labeled[perm[n_held:]]), np.sort(labeled[perm[:n_held]])
 
 
 def cap_pool(

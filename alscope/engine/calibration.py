@@ -24,17 +24,6 @@ from alscope.models.base import Backbone, BackboneOutput
 T_RANGE = (0.05, 100.0)
 
 
-def calibration_split(labeled: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train part, held-out part) of the labeled indices, both sorted. At least one
-    sample on each side; fewer than two labeled samples hold nothing out."""
-    labeled = np.asarray(labeled, dtype=np.int64)
-    if len(labeled) < 2:
-        return labeled, np.empty(0, dtype=np.int64)
-    n_held = int(min(max(1, round(fraction * len(labeled))), len(labeled) - 1))
-    perm = np.random.default_rng(seed).permutation(len(labeled))
-    return np.sort(labeled[perm[n_held:]]), np.sort(labeled[perm[:n_held]])
-
-
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, max_iter: int = 200) -> float:
     """The temperature minimising the NLL of ``softmax(logits / T)`` (LBFGS on ``log T``)."""
     logits = logits.detach().double().cpu()

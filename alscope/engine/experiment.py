@@ -21,8 +21,9 @@ import torch
 from alscope.components import validate_params
 from alscope.config import ComponentConfig, ExperimentConfig
 from alscope.data.base import ALDataset, DatasetFactory, LoadContext
+from alscope.data.splits import random_holdout
 from alscope.engine.bias_correction import bias_correction_weights, uniform_probabilities
-from alscope.engine.calibration import TemperatureScaled, calibration_split, fit_temperature
+from alscope.engine.calibration import TemperatureScaled, fit_temperature
 from alscope.engine.device import resolve_device
 from alscope.engine.inference import compute_pool_view, infer
 from alscope.engine.metrics import aubc, classification_metrics
@@ -470,7 +471,7 @@ class Experiment:
                     model = self.components.build_backbone(dataset)
                 train_set, held_out = known, np.empty(0, dtype=np.int64)
                 if cfg.training.calibrate == "temperature":
-                    train_set, held_out = calibration_split(
+                    train_set, held_out = random_holdout(
                         known,
                         cfg.training.calibration_fraction,
                         derive_seed(cfg.seed, trial, cycle, "calibrate"),

@@ -28,7 +28,7 @@ from torch import nn
 
 from alscope.config import TrainingConfig
 from alscope.data.base import DataSource
-from alscope.engine.calibration import calibration_split
+from alscope.data.splits import random_holdout
 from alscope.engine.hooks import BatchContext, FitContext, TrainingHooks
 from alscope.engine.inference import infer
 from alscope.models.base import Backbone
@@ -268,7 +268,7 @@ class Trainer:
         labeled = np.asarray(labeled, dtype=np.int64)
         validation = np.empty(0, dtype=np.int64)
         if cfg.validation_fraction > 0:
-            labeled, validation = calibration_split(labeled, cfg.validation_fraction, (seed + 2) % 2**31)
+            labeled, validation = random_holdout(labeled, cfg.validation_fraction, (seed + 2) % 2**31)
         train_indices, pseudo = labeled, np.empty(0, dtype=np.int64)
         pseudo_labels = hooks.pseudo_labels()
         if pseudo_labels is not None and len(pseudo_labels[0]):

@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 from alscope.cli import app
 from alscope.config import ExperimentConfig, TrainingConfig
 from alscope.data.base import Batch, DataSource, InputSpec, TensorSource
+from alscope.data.splits import random_holdout
 from alscope.engine.bias_correction import bias_correction_weights, uniform_probabilities
-from alscope.engine.calibration import TemperatureScaled, calibration_split, fit_temperature
+from alscope.engine.calibration import TemperatureScaled, fit_temperature
 from alscope.engine.experiment import Experiment, run_experiment
 from alscope.engine.hooks import BatchContext, FitContext, TrainingHooks
 from alscope.engine.inference import compute_pool_view
@@ -741,13 +742,13 @@ def test_temperature_scaling_fixes_an_overconfident_model() -> None:
     assert after[0] < 0.7 * before[0] and after[1] < 0.5 * before[1]
 
 
-def test_calibration_split_and_wrapper() -> None:
+def test_random_holdout_and_temperature_wrapper() -> None:
     labeled = np.arange(100, 120)
-    train_part, held = calibration_split(labeled, 0.2, seed=3)
+    train_part, held = random_holdout(labeled, 0.2, seed=3)
     assert len(held) == 4 and len(train_part) == 16
     assert sorted(np.concatenate([train_part, held]).tolist()) == labeled.tolist()
-    assert np.array_equal(held, calibration_split(labeled, 0.2, seed=3)[1])
-    assert len(calibration_split(np.array([7]), 0.5, 0)[1]) == 0
+    assert np.array_equal(held, random_holdout(labeled, 0.2, seed=3)[1])
+    assert len(random_holdout(np.array([7]), 0.5, 0)[1]) == 0
     model = mlp().eval()
     scaled = TemperatureScaled(model, 2.0)
     x = torch.randn(4, 8)
