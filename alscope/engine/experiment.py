@@ -664,8 +664,9 @@ class Experiment:
             torch.manual_seed(derive_seed(cfg.seed, trial, cycle, "model", member))
             model = self.components.build_backbone(dataset)
             seed = derive_seed(cfg.seed, trial, cycle, "train", member)
+            # only member 0's fit is logged, so the others skip the closing training-set pass
             seconds += self.trainer.fit(
-                model, dataset.pool, labeled, targets, seed=seed, sample_weights=weights
+                model, dataset.pool, labeled, targets, seed=seed, sample_weights=weights, diagnose=False
             ).train_time
             extra.append(model)
         return extra, seconds

@@ -237,6 +237,7 @@ class Trainer:
         unlabeled: np.ndarray | None = None,
         sample_weights: torch.Tensor | None = None,
         ood: np.ndarray | None = None,
+        diagnose: bool = True,
     ) -> FitResult:
         """Train on ``labeled`` pool indices whose labels are ``targets[index]``.
 
@@ -249,6 +250,8 @@ class Trainer:
         weigh 1. ``ood`` are labeled pool indices answered "out of distribution": not
         trained on, but passed to the hooks (``FitContext.ood_indices``). ``on_start``
         hears the planned epochs (after the step floor), ``on_epoch`` each epoch's loss.
+        ``diagnose=False`` skips the closing pass over the trained samples (its
+        ``train_loss`` and ``train_accuracy`` stay NaN) for fits nobody reports on.
         """
         cfg, device = self.config, self.device
         hooks = hooks or TrainingHooks()
@@ -379,7 +382,11 @@ class Trainer:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_time = time.perf_counter() - start
-        train_accuracy, train_loss = _accuracy_and_loss(model, source, labeled, targets, cfg, device)
+        train_accuracy, train_loss = (
+            _accuracy_and_loss(model, source, labeled, targets, cfg, device)
+            if diagnose
+            else (math.nan, math.nan)
+        )
         model.train()
         return FitResult(
             train_time,

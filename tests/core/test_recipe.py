@@ -275,3 +275,10 @@ def test_warm_start_continues_the_module_from_the_previous_cycle(
     assert len(starts) == len(ends) == 2
     assert all(torch.equal(starts[1][k], v) for k, v in ends[0].items())  # continued
     assert not all(torch.equal(starts[0][k], v) for k, v in ends[0].items())  # and it trained
+
+
+def test_a_fit_nobody_reports_on_skips_the_training_set_pass() -> None:
+    src = blobs()
+    cfg = TrainingConfig(epochs=2, batch_size=16, device="cpu", min_steps=0)
+    fit = Trainer(cfg, CPU).fit(mlp(), src, np.arange(20), targets_of(src), seed=0, diagnose=False)
+    assert np.isnan(fit.train_accuracy) and np.isnan(fit.train_loss) and fit.steps == 4
