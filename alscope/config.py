@@ -64,7 +64,7 @@ def default_min_steps() -> int:
 class TrainingConfig(_Model):
     epochs: int = Field(default=40, ge=1, description="training epochs per cycle (raised to reach min_steps)")
     min_steps: int = Field(
-        default_factory=lambda: default_min_steps(),
+        default_factory=default_min_steps,
         ge=0,
         description="floor of optimiser steps per cycle: a small labeled set gets more epochs "
         "until this many batches are trained, so that it is fitted; 0: epochs alone "
