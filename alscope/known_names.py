@@ -7,18 +7,14 @@ win over this table.
 
 from __future__ import annotations
 
-# normalised name -> (canonical name, where it comes from)
+# normalised name -> (canonical name, the distribution that registers it)
 PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
-    "strategy": {
-        "alphamixsampling": ("alphamix", "a strategies plugin"),
-        "coremse": ("coremse", "a strategies plugin"),
-        "coreset": ("coreset", "a strategies plugin"),
-        "badge": ("badge", "a strategies plugin"),
-        "lfosa": ("lfosa", "the open-set strategies plugin"),
-        "mqnet": ("mqnet", "the open-set strategies plugin"),
-    },
+    # no strategy distribution besides the core exists yet; names that ALScope or DeepAL+
+    # users bring for strategies alscope lacks (alphamix, coremse) stay "unknown" with
+    # the closest installed names, rather than pointing at a plugin nobody can install
+    "strategy": {},
     "dataset": {
-        name: (canonical, "the alscope-cv distribution")
+        name: (canonical, "alscope-cv")
         for name, canonical in {
             "mnist": "mnist",
             "fashionmnist": "fashion_mnist",
@@ -32,7 +28,7 @@ PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
         }.items()
     }
     | {
-        name: (canonical, "the alscope-nlp distribution")
+        name: (canonical, "alscope-nlp")
         for name, canonical in {
             "agnews": "agnews",
             "yelp": "yelp",
@@ -44,7 +40,7 @@ PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
         }.items()
     },
     "backbone": {
-        name: (canonical, "the alscope-cv distribution")
+        name: (canonical, "alscope-cv")
         for name, canonical in {
             "resnet18": "resnet18",
             "resnet34": "resnet34",
@@ -54,7 +50,7 @@ PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
         }.items()
     }
     | {
-        name: (canonical, "the alscope-nlp distribution")
+        name: (canonical, "alscope-nlp")
         for name, canonical in {
             "distilbert": "distilbert",
             "distilbertbaseuncased": "distilbert",
@@ -74,4 +70,7 @@ def provided_elsewhere(kind: str, key: str) -> str | None:
     if found is None:
         return None
     canonical, source = found
-    return f"that is {canonical!r}, provided by {source}, which is not installed here"
+    return (
+        f"that is {canonical!r}, provided by the {source} distribution, which is not installed "
+        f"here (pip install {source})"
+    )

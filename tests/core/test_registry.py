@@ -500,3 +500,34 @@ def test_spec_with_origin_keeps_everything_else() -> None:
     assert spec.namespace == ""
     assert spec.qualified_name == "e"
     assert moved.qualified_name == "ns:e"
+
+
+def test_names_provided_elsewhere_are_what_those_distributions_register() -> None:
+    """Every hint of the known-names table points at a real distribution: with it installed,
+    the name resolves to a component of that distribution (a stale row would send a user
+    to install something that does not provide the name, or that does not exist)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from alscope.known_names import PROVIDED_ELSEWHERE
+
+    registry = get_registry()
+    checked = 0
+    for kind, table in PROVIDED_ELSEWHERE.items():
+        for key, (canonical, source) in table.items():
+            try:
+                distribution(source)
+            except PackageNotFoundError:
+                pytest.fail(f"{kind} {key!r}: {source!r} is not a distribution that exists")
+            spec = registry.resolve(kind, key)  # type: ignore[arg-type]
+            assert spec.distribution == source, (kind, key, spec.distribution)
+            assert normalize(spec.name) == normalize(canonical), (kind, key, spec.name)
+            checked += 1
+    assert checked > 0
+
+
+def test_names_of_strategies_alscope_lacks_are_unknown_with_suggestions() -> None:
+    """ALScope's --method coremse has no home yet: unknown, not "install a plugin"."""
+    with pytest.raises(UnknownComponentError) as info:
+        get_registry().resolve("strategy", "coremse")
+    assert "plugin" not in str(info.value)
+    assert "coreset" in str(info.value)
