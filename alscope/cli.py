@@ -192,6 +192,48 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+def _integers(value: str, name: str, example: str) -> list[int]:
+    """A comma-separated list of integers, every item present (``1,,2`` is a typo, not ``1,2``)."""
+    items = [v.strip() for v in value.split(",")]
+    try:
+        if any(not v for v in items):
+            raise ValueError
+        return [int(v) for v in items]
+    except ValueError:
+        raise ConfigError(
+            f"{name}={value!r} is invalid: expected integers, comma-separated, e.g. {example}"
+        ) from None
+
+
+def _leaves(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for key, value in d.items():
+        path = (*prefix, key)
+        out.extend(_leaves(value, path) if isinstance(value, dict) and value else [path])
+    return out
+
+
+def _check_overridden_file_values(file_data: dict[str, Any], overrides: dict[str, Any], path: Path) -> None:
+    """A value of the config file that a flag replaces must still be valid: ``cycles: three``
+    is a mistake in the file whether or not ``--cycles`` hides it this time. Component
+    parameters are checked with their component, after the merge."""
+    for leaf in _leaves(overrides):
+        if leaf[0] in {"strategy", "dataset", "backbone", "scenario"}:
+            continue
+        node: Any = file_data
+        for key in leaf:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            alone: dict[str, Any] = {}
+            _set(alone, ".".join(leaf), node)
+            try:
+                build_config(alone)
+            except ConfigError as exc:
+                raise ConfigError(f"config file {str(path)!r}: {exc}") from None
+
+
 def _params(items: list[str] | None, option: str) -> dict[str, Any]:
     return dict(parse_key_value(i, option) for i in items or [])
 
@@ -594,7 +636,7 @@ def run(
             "tracking.experiment": experiment,
         }
         if milestones is not None:
-            flat["training.milestones"] = [int(m) for m in _split([milestones])]
+            flat["training.milestones"] = _integers(milestones, "milestones", "--milestones 30,60")
         if no_track:
             flat["tracking.enabled"] = False
         for key, value in flat.items():
@@ -607,6 +649,17 @@ def run(
             if name is not None:
                 _set(overrides, f"{kind}.name", name)
             if items:
+                named_in_file = isinstance(file_data.get(kind), str) or "name" in (file_data.get(kind) or {})
+                if name is None and not named_in_file:
+                    example = (
+                        "--scenario openset --scenario-param ood_rate=0.4"
+                        if kind == "scenario"
+                        else ("--backbone mlp --backbone-param hidden=64")
+                    )
+                    raise ConfigError(
+                        f"--{kind}-param {' '.join(items)} needs a {kind} to apply to: name it with "
+                        f"--{kind} (or '{kind}:' in the config file), e.g. {example}"
+                    )
                 _set(overrides, f"{kind}.params", _params(items, f"--{kind}-param"))
         scenario_flags = {"openset": openset or None, "ood_rate": ood_rate, "imb_factor": imb_factor}
         implied: list[str] = []
@@ -625,15 +678,20 @@ def run(
             # --ood-rate with --imb-factor: an open-set pool whose known classes are long-tailed
             _set(overrides, "scenario.name", composition_name(implied))
 
+        for flag, given in (("--strategy", strategy), ("--dataset", dataset)):
+            if given is not None and not _split(given):
+                raise ConfigError(
+                    f"{flag} {' '.join(given)!r} names nothing; give a name (alscope list "
+                    f"{flag[2:]}s), or leave {flag} out for the default"
+                )
         names: list[str | None] = list(_split(strategy)) or [None]
         strategies = [_alscope_method(s, uncertainty) for s in names]
         datasets: list[str | None] = list(_split(dataset)) or [None]
         seeds: list[int | None] = [None]
         if seed is not None:
-            try:
-                seeds = [int(s) for s in _split([seed])]
-            except ValueError:
-                raise ConfigError(f"seed={seed!r} is invalid: expected integers, comma-separated") from None
+            seeds = list(_integers(seed, "seed", "--seed 0,1,2"))
+        if config is not None:
+            _check_overridden_file_values(file_data, overrides, config)
         base = deep_merge(file_data, overrides)
         members: list[dict[str, Any]] = []
         sweep_base, sweep_members = _sweep_members(sweep) if sweep else ({}, [{}])

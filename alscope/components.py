@@ -30,9 +30,24 @@ def describe_validation_error(exc: ValidationError, where: str, schema: type[Bas
     accepted = ", ".join(schema.model_fields) or "(none)"
     lines = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(value)"
+        field = ".".join(str(p) for p in err["loc"])
         value = err.get("input")
-        if err["type"] == "extra_forbidden":
+        if not field:  # a check across fields: its message says what is wrong
+            lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        elif err["type"] == "missing" and len(err["loc"]) == 1 and field in schema.model_fields:
+            kind = where.split()[0]
+            about = schema.model_fields[field].description
+            flag = (
+                f"--{kind}-param {field}=..."
+                if kind in {"strategy", "dataset", "backbone", "scenario"}
+                else field
+            )
+            lines.append(
+                f"{where}: the parameter {field!r} is required"
+                + (f" ({about})" if about else "")
+                + f"; give it with {flag}"
+            )
+        elif err["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown parameter {field!r} (accepted: {accepted})")
         else:
             lines.append(f"{where}: {field}={value!r} is invalid: {err['msg']}")

@@ -176,7 +176,8 @@ class ExperimentConfig(_Model):
         description="train M models per cycle (deep ensemble); test metrics use their mean "
         "prediction and strategies that read sampled predictions read the M members",
     )
-    seed: int = Field(default=0, ge=0)
+    #: numpy and scikit-learn take seeds of 32 bits
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     n_class: int | None = Field(default=None, ge=2, description="checked against the dataset")
     data_dir: Path = Field(default_factory=default_data_dir)
     download: bool = Field(default=False, description="allow downloading datasets")

@@ -88,7 +88,13 @@ class MLflowTracker(Tracker):
 
         self.uri = uri
         if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            from alscope.engine.state import ensure_writable_folder
+
+            store = Path(uri[len("sqlite:///") :])
+            hint = "choose another with --tracking-uri or --results-dir, or run with --no-track"
+            ensure_writable_folder(store.parent, "the MLflow store's folder", hint)
+            if store.exists() and not os.access(store, os.W_OK):
+                raise TrackingError(f"the MLflow store {str(store)!r} is read-only; {hint}")
         try:
             self.client = MlflowClient(tracking_uri=uri)
             found = self.client.get_experiment_by_name(experiment)

@@ -51,6 +51,20 @@ from alscope_nlp.sources import TextSource
 DEFAULT_BACKBONE = "distilbert"
 
 
+OWN_TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
+
+
+def own_text_files(dirs: list[Path]) -> list[Path]:
+    """Table files a user may have meant as their own text dataset (``--dataset text``)."""
+    found: list[Path] = []
+    for folder in dirs:
+        if folder.is_dir():
+            found += sorted(
+                f for f in folder.iterdir() if f.suffix.lower() in OWN_TEXT_SUFFIXES and f.is_file()
+            )
+    return found
+
+
 class TextSplitParams(Params):
     """Hold-out and capping, as for every alscope dataset."""
 
@@ -235,6 +249,12 @@ class NamedTextDataset(DatasetFactory):
             f"put the original files ({self.expected_files()}; {self.describe_layout()}) in --data-dir "
             f"(now {ctx.data_dir}) or in a subfolder {self.folder_names()[0]}/ of it"
         )
+        own = own_text_files(candidate_dirs(Path(ctx.data_dir), self.folder_names()))
+        if own:
+            files_hint += (
+                f". The folder holds table files ({', '.join(f.name for f in own[:3])}): for your own "
+                f"texts use --dataset text --dataset-param path={own[0]}"
+            )
         if p.source == "files":
             raise DataError(f"{self.title}: no {self.expected_files()} found in {tried}; {files_hint}")
         try:

@@ -124,6 +124,11 @@ class FeatureFileParams(SplitParams):
     @model_validator(mode="after")
     def _suffix(self) -> FeatureFileParams:
         for p in (self.path, self.test_path):
+            if p is not None and p.is_dir():
+                raise ValueError(
+                    f"{str(p)!r} is a folder; give one feature file ({', '.join(_READERS)}), "
+                    f"e.g. path={p / 'features.csv'}"
+                )
             if p is not None and p.suffix.lower() not in _READERS:
                 raise ValueError(
                     f"{str(p)!r} has unknown format {p.suffix!r} (accepted: {', '.join(_READERS)})"
@@ -201,6 +206,20 @@ class FeatureFile(DatasetFactory):
             raise DataError(f"{path}: expected a non-empty 2-D feature table, got shape {x.shape}")
         if np.isnan(x).any():
             raise DataError(f"{path}: features contain missing values")
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(
+                f"{path}: {len(x)} feature rows but {len(y)} labels (shape {y.shape}); "
+                "every row needs exactly one label"
+            )
+        import pandas as pd
+
+        unlabeled = np.flatnonzero(pd.isna(y))
+        if len(unlabeled):
+            rows = ", ".join(str(i) for i in unlabeled[:5]) + (", ..." if len(unlabeled) > 5 else "")
+            raise DataError(
+                f"{path}: {len(unlabeled)} row(s) without a label (data rows {rows}, counted from 0); "
+                "fill or drop them"
+            )
         return x, y
 
     def load(self, ctx: LoadContext) -> ALDataset:

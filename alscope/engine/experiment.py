@@ -27,7 +27,7 @@ from alscope.engine.calibration import TemperatureScaled, fit_temperature
 from alscope.engine.device import resolve_device
 from alscope.engine.inference import compute_pool_view, infer
 from alscope.engine.metrics import aubc, classification_metrics
-from alscope.engine.state import CycleRecord, RunState, TrialState
+from alscope.engine.state import CycleRecord, RunState, TrialState, ensure_writable_folder
 from alscope.engine.trainer import Trainer, UnderfitWarning, amp_enabled, fit_metrics, underfit_message
 from alscope.errors import (
     AlscopeError,
@@ -296,6 +296,7 @@ class Experiment:
 
     def run(self, tracker: Tracker | None = None) -> ExperimentResult:
         cfg = self.config
+        ensure_writable_folder(cfg.results_dir, "the results folder", "choose another with --results-dir")
         tracker = tracker or make_tracker(
             cfg.tracking.enabled,
             self.state.tracking_uri or cfg.tracking.uri,
@@ -306,6 +307,9 @@ class Experiment:
         prepared = self._load_dataset()
         cfg = self.config  # the backbone's training defaults may have filled unset fields
         dataset = prepared.dataset
+        problem = self.state.problem(len(dataset.pool))
+        if problem:
+            raise ResumeError(f"the run state in {self.run_dir} does not fit this dataset ({problem})")
         strategy_probe = self.components.make_strategy()
         if cfg.n_initial == 0 and strategy_probe.requirements().needs_trained_model:
             raise ConfigError(

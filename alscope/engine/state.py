@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from alscope.errors import ConfigError, ResumeError
+
 
 @dataclass
 class CycleRecord:
@@ -62,12 +64,47 @@ class RunState:
 
     @classmethod
     def load(cls, folder: Path) -> RunState:
-        raw = json.loads((folder / "state.json").read_text())
-        trials = []
-        for t in raw.pop("trials"):
-            t["cycles"] = [CycleRecord(**c) for c in t["cycles"]]
-            trials.append(TrialState(**t))
-        return cls(trials=trials, **raw)
+        """The saved state, checked: a state cut short, overwritten or edited by hand is
+        refused with what is wrong, before anything is trained on it."""
+        path = folder / "state.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            trials = []
+            for t in raw.pop("trials"):
+                t["cycles"] = [CycleRecord(**c) for c in t["cycles"]]
+                trials.append(TrialState(**t))
+            state = cls(trials=trials, **raw)
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise ResumeError(
+                f"the run state {path} is damaged and cannot be resumed ({type(exc).__name__}: {exc}); "
+                "start the run again without --resume"
+            ) from None
+        problem = state.problem()
+        if problem:
+            raise ResumeError(f"the run state {path} is inconsistent ({problem}); it cannot be resumed")
+        return state
+
+    def problem(self, pool_size: int | None = None) -> str | None:
+        """What makes this state unusable, or None: every labeled index an integer in the
+        pool, once, with its label; cycles numbered from 0."""
+        if not isinstance(self.config, dict) or not isinstance(self.run, str):
+            return "no config"
+        for t in self.trials:
+            bad = [
+                i
+                for i in t.labeled
+                if type(i) is not int or i < 0 or (pool_size is not None and i >= pool_size)
+            ]
+            if bad:
+                where = f"0..{pool_size - 1}" if pool_size is not None else "non-negative integers"
+                return f"trial {t.trial} holds labeled indices {bad[:3]} outside {where}"
+            if len(set(t.labeled)) != len(t.labeled):
+                return f"trial {t.trial} holds a labeled index twice"
+            if len(t.labels) != len(t.labeled) or any(type(y) is not int for y in t.labels):
+                return f"trial {t.trial} holds {len(t.labels)} labels for {len(t.labeled)} labeled indices"
+            if [c.cycle for c in t.cycles] != list(range(len(t.cycles))):
+                return f"trial {t.trial} records cycles {[c.cycle for c in t.cycles]}, not 0, 1, ..."
+        return None
 
 
 def _jsonable(obj: Any) -> Any:
@@ -78,6 +115,22 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
+
+
+def ensure_writable_folder(folder: Path, what: str, hint: str) -> None:
+    """Fail in one line, before anything trains, where ``folder`` cannot take files (a file
+    in its place, no permission, a read-only or immutable mount); left alone, MLflow's
+    store retries such a folder for ever."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{what} {str(folder)!r} is a file, not a folder; {hint}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".alscope-write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{what} {str(folder)!r} cannot be written ({exc.strerror or exc}); {hint}"
+        ) from None
 
 
 def atomic_write(path: Path, text: str) -> None:

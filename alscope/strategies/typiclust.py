@@ -105,10 +105,10 @@ def pool_embeddings(view: PoolView, p: EmbeddingParams, strategy: str) -> tuple[
             stacklevel=2,
         )
     unl = as_tensor(view.require("embeddings", strategy), view.device)
-    lab = view.labeled_embeddings
-    if lab is None or not len(lab):
+    labeled = view.labeled_embeddings
+    if labeled is None or not len(labeled):
         return unl, unl[:0]
-    return unl, as_tensor(lab, view.device)
+    return unl, as_tensor(labeled, view.device)
 
 
 class TypiClustParams(EmbeddingParams):
