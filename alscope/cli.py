@@ -358,7 +358,7 @@ def _results_table(result: ExperimentResult) -> Table:
     title = f"{cfg.strategy.name} on {cfg.dataset.name} ({scenario}), {len(result.trials)} trial(s)"
     table = Table(
         "labeled",
-        "accuracy",
+        "accuracy (± std)",
         "macro-F1",
         *(SCENARIO_COLUMNS[name] for name in extra),
         "train acc",
@@ -431,10 +431,11 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
     shares = _query_share_table(result)
     if shares is not None:
         out.print(shares)
+    interval = f" (95 % CI ± {s['aubc_ci95']:.4f})" if "aubc_ci95" in s else ""
     out.print(
-        f"AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}   final accuracy "
+        f"AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}{interval}   final accuracy "
         f"{s['final_accuracy']:.4f} ± {s['final_accuracy_std']:.4f}   "
-        f"wall {s.get('wall_time', 0):.1f} s"
+        f"wall {s.get('wall_time', 0):.1f} s   (± sample std over {len(result.trials)} trial(s))"
     )
     out.print(f"run: {result.run}  (state: {result.run_dir})")
     if result.tracking_uri:
@@ -583,6 +584,14 @@ def run(
             "--results-dir", help="run states and the default MLflow store (env ALSCOPE_RESULTS_DIR)"
         ),
     ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="tokenised texts, embeddings and SSL encoders (env ALSCOPE_CACHE_DIR; "
+            "default <results-dir>/cache)",
+        ),
+    ] = None,
     tracking_uri: Annotated[
         str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (env MLFLOW_TRACKING_URI)")
     ] = None,
@@ -618,6 +627,7 @@ def run(
             "data_dir": data_dir,
             "download": download,
             "results_dir": results_dir,
+            "cache_dir": cache_dir,
             "training.epochs": epochs,
             "training.min_steps": min_steps,
             "training.validation_fraction": validation_fraction,

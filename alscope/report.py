@@ -15,9 +15,10 @@ nested trial run per trial, whose per-cycle metrics use the labeled count as ste
     rep.to_csv(Path("cmp.csv"))        # cmp.csv (curves) and cmp_aubc.csv
     rep.plot(Path("cmp.png"))          # one PNG per dataset
 
-Standard deviations are population standard deviations over trials (``ddof=0``), the
-same as the ``aubc_std`` the engine logs on each parent run, so the numbers here agree
-with the MLflow UI.
+"±" is the sample standard deviation over trials (``ddof=1``), the same as the
+``aubc_std`` the engine logs on each parent run, so the numbers here agree with the
+MLflow UI; with 3 or more trials the AUBC also gets its 95 % confidence interval of
+the mean (Student's t), column ``aubc_ci95``.
 
 This module stays light: it never imports torch.
 """
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from alscope.engine.metrics import aubc
+from alscope.engine.metrics import aubc, ci95_halfwidth, sample_std
 from alscope.errors import ConfigError, TrackingError
 from alscope.tracking import TAG_KIND, TAG_RUN, TAG_TRIAL
 
@@ -270,7 +271,8 @@ class Report:
     * ``curves``: tidy, one row per group and labeled count: ``dataset, scenario,
       backbone, strategy, label, n_labeled, mean, std, n_trials``;
     * ``aubc``: one row per group: ``dataset, scenario, backbone, strategy, label, rank,
-      aubc_mean, aubc_std, mean_selection_time, mean_train_time, n_trials``, ranked by
+      aubc_mean, aubc_std, aubc_ci95, mean_selection_time, mean_train_time, n_trials``
+      (``aubc_ci95``: half-width of the 95 % interval, NaN below 3 trials), ranked by
       mean AUBC (descending) within each (dataset, scenario);
     * ``trial_aubc``: the AUBC of every trial;
     * ``table``: wide, rows = (dataset, scenario, label), columns = labeled counts,
@@ -330,7 +332,8 @@ class Report:
                     [
                         "rank",
                         "strategy",
-                        f"AUBC ({_md(self.metric)})",
+                        f"AUBC ({_md(self.metric)}, ± sample std)",
+                        "95 % CI",
                         "selection time / cycle",
                         "train time / cycle",
                         "trials",
@@ -340,13 +343,14 @@ class Report:
                             str(r.rank),
                             _md(r.label),
                             _pm(r.aubc_mean, r.aubc_std),
+                            _interval(r.aubc_mean, r.aubc_ci95),
                             _seconds(r.mean_selection_time),
                             _seconds(r.mean_train_time),
                             str(r.n_trials),
                         ]
                         for r in rows.itertuples(index=False)
                     ],
-                    align=["r", "l", "r", "r", "r", "r"],
+                    align=["r", "l", "r", "r", "r", "r", "r"],
                 )
             )
             parts.append(f"{_md(self.metric)} at each labeled count (mean ± std over trials):\n")
@@ -404,7 +408,8 @@ class Report:
             ranking = Table(title=f"{dataset} / {scenario}: AUBC of {self.metric}")
             ranking.add_column("#", justify="right")
             ranking.add_column("strategy", style="bold")
-            ranking.add_column("AUBC", justify="right")
+            ranking.add_column("AUBC (± std)", justify="right")
+            ranking.add_column("95 % CI", justify="right")
             ranking.add_column("selection / cycle", justify="right")
             ranking.add_column("train / cycle", justify="right")
             ranking.add_column("trials", justify="right")
@@ -413,6 +418,7 @@ class Report:
                     str(r.rank),
                     str(r.label),
                     _pm(r.aubc_mean, r.aubc_std),
+                    _interval(r.aubc_mean, r.aubc_ci95),
                     _seconds(r.mean_selection_time),
                     _seconds(r.mean_train_time),
                     str(r.n_trials),
@@ -451,7 +457,7 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
         raise TrackingError(f"no trial logged {metric!r}; nothing to summarize{hint}{listed}")
     curves = (
         valid.groupby([*keys, "n_labeled"], sort=True)[metric]
-        .agg(mean="mean", std=lambda s: float(np.std(s.to_numpy())), n_trials="count")
+        .agg(mean="mean", std=lambda s: sample_std(s.to_numpy()), n_trials="count")
         .reset_index()
     )
 
@@ -479,7 +485,8 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
             {
                 **dict(zip(keys, key, strict=True)),
                 "aubc_mean": float(np.mean(values)) if len(values) else math.nan,
-                "aubc_std": float(np.std(values)) if len(values) else math.nan,
+                "aubc_std": sample_std(values) if len(values) else math.nan,
+                "aubc_ci95": ci95_halfwidth(values),
                 "mean_selection_time": _mean(g, "selection_time"),
                 "mean_train_time": _mean(g, "train_time"),
                 "n_trials": int(g["trial_run_id"].nunique()),
@@ -530,6 +537,13 @@ def _mean(g: pd.DataFrame, column: str) -> float:
         return math.nan
     values = g[column].dropna()
     return float(values.mean()) if len(values) else math.nan
+
+
+def _interval(mean: float, half: float) -> str:
+    """``[low, high]`` of a 95 % interval; ``-`` where there are fewer than 3 trials."""
+    if mean is None or half is None or not (np.isfinite(mean) and np.isfinite(half)):
+        return "-"
+    return f"[{mean - half:.3f}, {mean + half:.3f}]"
 
 
 def _pm(mean: float, std: float) -> str:

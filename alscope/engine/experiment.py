@@ -26,7 +26,7 @@ from alscope.engine.bias_correction import bias_correction_weights, uniform_prob
 from alscope.engine.calibration import TemperatureScaled, fit_temperature
 from alscope.engine.device import resolve_device
 from alscope.engine.inference import compute_pool_view, infer
-from alscope.engine.metrics import aubc, classification_metrics
+from alscope.engine.metrics import aubc, ci95_halfwidth, classification_metrics, sample_std
 from alscope.engine.state import CycleRecord, RunState, TrialState, ensure_writable_folder
 from alscope.engine.trainer import Trainer, UnderfitWarning, amp_enabled, fit_metrics, underfit_message
 from alscope.errors import (
@@ -88,7 +88,7 @@ def learning_curve(
                 by_step.setdefault(c.n_labeled, []).append(c.metrics[metric])
     steps = np.array(sorted(by_step), dtype=np.int64)
     mean = np.array([np.mean(by_step[s]) for s in steps])
-    std = np.array([np.std(by_step[s]) for s in steps])
+    std = np.array([sample_std(by_step[s]) for s in steps])
     return steps, mean, std
 
 
@@ -410,9 +410,11 @@ class Experiment:
             "n_pool": n_candidates,
             "n_test": len(dataset.test),
             "aubc": float(np.mean(aubcs)),
-            "aubc_std": float(np.std(aubcs)),
+            "aubc_std": sample_std(aubcs),
+            # the 95 % interval needs 3 trials; absent below (no NaN in MLflow or --json)
+            **({"aubc_ci95": ci95_halfwidth(aubcs)} if len(aubcs) >= 3 else {}),
             "final_accuracy": float(np.mean(finals)) if finals else float("nan"),
-            "final_accuracy_std": float(np.std(finals)) if finals else float("nan"),
+            "final_accuracy_std": sample_std(finals) if finals else float("nan"),
             "mean_selection_time": float(np.mean(sel)) if sel else 0.0,
             "mean_train_time": float(np.mean(train)) if train else 0.0,
         }

@@ -7,6 +7,26 @@ from scipy.integrate import trapezoid
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
 
+def sample_std(values: np.ndarray | list[float]) -> float:
+    """The sample standard deviation over trials (``ddof=1``, the unbiased variance): what
+    "± std" means in every alscope table. One trial has no spread to estimate: 0."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+
+
+def ci95_halfwidth(values: np.ndarray | list[float]) -> float:
+    """Half-width of the 95 % confidence interval of the mean over trials (Student's t with
+    n - 1 degrees of freedom): ``mean ± this``. NaN below 3 trials, where it says little."""
+    from scipy.stats import t as student_t
+
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    if len(x) < 3:
+        return float("nan")
+    return float(student_t.ppf(0.975, len(x) - 1) * np.std(x, ddof=1) / np.sqrt(len(x)))
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """ECE with equal-width confidence bins (Guo et al. 2017).
 

@@ -771,3 +771,16 @@ def test_consistent_mc_dropout_shares_masks_across_rows():
     ]
     assert (independent[0] - independent[5]).abs().max() > 1e-4
     assert model.classifier.weight.requires_grad and not model.training
+
+
+def test_spread_over_trials_is_the_sample_std_with_a_t_interval() -> None:
+    from scipy import stats
+
+    from alscope.engine.metrics import ci95_halfwidth, sample_std
+
+    values = [0.80, 0.84, 0.86, 0.90]
+    assert sample_std(values) == pytest.approx(np.std(values, ddof=1))
+    assert sample_std([0.8]) == 0.0
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert ci95_halfwidth(values) == pytest.approx((high - low) / 2)
+    assert np.isnan(ci95_halfwidth([0.8, 0.9]))

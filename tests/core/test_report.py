@@ -111,12 +111,13 @@ def test_summary_matches_the_runs(runs: dict, report: Report) -> None:
         curve = report.curves[report.curves["strategy"] == strategy].sort_values("n_labeled")
         assert curve["n_labeled"].tolist() == [20, 40, 60] == sorted(by_count)
         np.testing.assert_allclose(curve["mean"], [np.mean(by_count[c]) for c in (20, 40, 60)])
-        np.testing.assert_allclose(curve["std"], [np.std(by_count[c]) for c in (20, 40, 60)])
+        np.testing.assert_allclose(curve["std"], [np.std(by_count[c], ddof=1) for c in (20, 40, 60)])
         assert curve["n_trials"].tolist() == [2, 2, 2]
 
         row = report.aubc[report.aubc["strategy"] == strategy].iloc[0]
         assert row["aubc_mean"] == pytest.approx(np.mean(per_trial))
-        assert row["aubc_std"] == pytest.approx(np.std(per_trial))
+        assert row["aubc_std"] == pytest.approx(np.std(per_trial, ddof=1))
+        assert np.isnan(row["aubc_ci95"])  # 2 trials: no interval
         # ... and agrees with what the engine logged on the parent run.
         assert row["aubc_mean"] == pytest.approx(result.summary["aubc"])
         assert row["aubc_std"] == pytest.approx(result.summary["aubc_std"])
@@ -127,7 +128,7 @@ def test_summary_matches_the_runs(runs: dict, report: Report) -> None:
 
         cells = report.table.loc[("digits", "standard", strategy)]
         assert list(report.table.columns) == [20, 40, 60]
-        assert cells[40] == f"{np.mean(by_count[40]):.3f} ± {np.std(by_count[40]):.3f}"
+        assert cells[40] == f"{np.mean(by_count[40]):.3f} ± {np.std(by_count[40], ddof=1):.3f}"
 
 
 def test_ranking_by_mean_aubc(report: Report) -> None:
