@@ -229,7 +229,11 @@ class PoolView:
         unl_t = torch.from_numpy(unl)
 
         def cut(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else x[unl_t]
+            if x is None:
+                return None
+            if x.device.type == "cpu":  # numpy's take copies rows about 4x faster than torch indexing
+                return torch.from_numpy(np.take(x.numpy(), unl, axis=0))
+            return x[unl_t]
 
         return cls(
             unlabeled=unl,
