@@ -27,7 +27,7 @@ from alscope.config import (
     read_config_file,
 )
 from alscope.errors import AlscopeError, ConfigError
-from alscope.progress import Progress
+from alscope.progress import PlainProgress, Progress, report_passes
 from alscope.registry import get_registry, normalize
 from alscope.scenarios import composition_name, composition_parts
 from alscope.specs import KINDS
@@ -456,9 +456,11 @@ def _execute(
 ) -> ExperimentResult:
     from alscope.engine.experiment import Experiment
 
-    progress = (
-        None if (quiet or as_json or (not err.is_terminal and os.environ.get("CI"))) else _RichProgress()
-    )
+    progress: Progress | None = None
+    if not (quiet or as_json):
+        # bars on a terminal; plain lines where the output goes to a file or a pipe
+        progress = _RichProgress() if err.is_terminal else PlainProgress()
+    report_passes(not (quiet or as_json) and not err.is_terminal)
     try:
         if resume is not None:
             experiment = Experiment.resume(results_dir, resume, progress=progress)

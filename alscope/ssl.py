@@ -68,6 +68,7 @@ from torch import nn
 from alscope.data.base import ALDataset, move_to
 from alscope.errors import ConfigError, ModelError
 from alscope.models.base import Backbone
+from alscope.progress import long_pass
 from alscope.strategies.base import SSLRequest
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,7 @@ def train_encoder(
     start = time.perf_counter()
     model.train()
     checked = False
+    advance = long_pass(f"{request.method} encoder on {dataset.name}, epochs", request.epochs)
     for _ in range(request.epochs):
         order = candidates[torch.randperm(n, generator=order_gen).numpy()]
         total, count = 0.0, 0
@@ -312,6 +314,7 @@ def train_encoder(
             total += float(loss.detach()) * rows
             count += rows
         losses.append(total / max(count, 1))
+        advance(1)
     model.eval()
     return TrainedEncoder(model, losses, k, time.perf_counter() - start)
 

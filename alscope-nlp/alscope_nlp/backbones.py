@@ -609,6 +609,9 @@ def embed(
         leave=False,
         disable=not sys.stderr.isatty(),
     )
+    from alscope.progress import long_pass
+
+    advance = long_pass("embedding texts", len(tokens))
     try:
         for chunk in length_batches(tokens.lengths, batch_tokens):
             batch = tokens.pad(chunk)
@@ -623,6 +626,7 @@ def embed(
                 out = np.empty((len(tokens), *stacked.shape[1:]), dtype=np.float32)
             out[chunk] = stacked
             bar.update(len(chunk))
+            advance(len(chunk))
     finally:
         bar.close()
         encoder.to("cpu").train(was_training)

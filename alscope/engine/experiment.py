@@ -27,7 +27,7 @@ from alscope.engine.calibration import TemperatureScaled, fit_temperature
 from alscope.engine.device import resolve_device
 from alscope.engine.inference import compute_pool_view, infer
 from alscope.engine.metrics import aubc, ci95_halfwidth, classification_metrics, sample_std
-from alscope.engine.state import CycleRecord, RunState, TrialState, ensure_writable_folder
+from alscope.engine.state import CycleRecord, RunState, TrialState, ensure_writable_folder, run_lock
 from alscope.engine.trainer import Trainer, UnderfitWarning, amp_enabled, fit_metrics, underfit_message
 from alscope.errors import (
     AlscopeError,
@@ -295,8 +295,19 @@ class Experiment:
     # -- the loop ----------------------------------------------------------------
 
     def run(self, tracker: Tracker | None = None) -> ExperimentResult:
+        ensure_writable_folder(
+            self.config.results_dir, "the results folder", "choose another with --results-dir"
+        )
+        with run_lock(self.run_dir):
+            if (self.run_dir / "state.json").is_file():
+                # what another process saved before this one got the lock is what counts
+                self.state = RunState.load(self.run_dir)
+                if self.state.status == "FINISHED":
+                    raise ResumeError(f"run {self.state.run!r} already finished; nothing to resume")
+            return self._run(tracker)
+
+    def _run(self, tracker: Tracker | None) -> ExperimentResult:
         cfg = self.config
-        ensure_writable_folder(cfg.results_dir, "the results folder", "choose another with --results-dir")
         tracker = tracker or make_tracker(
             cfg.tracking.enabled,
             self.state.tracking_uri or cfg.tracking.uri,
@@ -359,8 +370,28 @@ class Experiment:
             raise
         summary = self._summarize(dataset, len(prepared.candidates))
         self.state.summary = summary
+        self.state.save(self.run_dir)
+        # a kill from here on is resumed by finishing only: the summary goes to MLflow once
+        # (summary_logged), and the state says FINISHED only after MLflow does
+        if not self.state.summary_logged:
+            self._log_summary(tracker, summary)
+            self.state.summary_logged = True
+            self.state.save(self.run_dir)
+        tracker.finish(self.state.parent_run_id)
         self.state.status = "FINISHED"
         self.state.save(self.run_dir)
+        return ExperimentResult(
+            self.state.run,
+            self.run_dir,
+            cfg,
+            self.state.trials,
+            self.state.parent_run_id,
+            tracker.uri,
+            summary,
+        )
+
+    def _log_summary(self, tracker: Tracker, summary: dict[str, Any]) -> None:
+        cfg = self.config
         tracker.log_metrics(
             self.state.parent_run_id,
             {k: v for k, v in summary.items() if isinstance(v, float) and np.isfinite(v)},
@@ -375,16 +406,6 @@ class Experiment:
                 {cfg.strategy.name: (steps, mean, std)}, png, title=f"{cfg.dataset.name}: accuracy"
             )
             tracker.log_file(self.state.parent_run_id, png)
-        tracker.finish(self.state.parent_run_id)
-        return ExperimentResult(
-            self.state.run,
-            self.run_dir,
-            cfg,
-            self.state.trials,
-            self.state.parent_run_id,
-            tracker.uri,
-            summary,
-        )
 
     def _summarize(self, dataset: ALDataset, n_candidates: int) -> dict[str, Any]:
         aubcs = [_trial_aubc(t) for t in self.state.trials]

@@ -8,9 +8,12 @@ select exactly what an uninterrupted run selects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,8 @@ class RunState:
     trials: list[TrialState] = field(default_factory=list)
     status: str = "RUNNING"
     summary: dict[str, Any] = field(default_factory=dict)
+    #: the summary metrics, text and plot are in MLflow (a resume must not log them again)
+    summary_logged: bool = False
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -115,6 +120,45 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` (an OS file lock, released when the process ends, killed or
+    not) while a run works on its state: a second process, such as a concurrent
+    ``--resume`` of the same run, is refused instead of repeating its cycles."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            _lock_file(fh)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ResumeError(
+                f"run {folder.name!r} is in use by {holder} (it holds {path}); wait for it to end, "
+                "or stop it, then resume"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()}")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
+def _lock_file(fh: Any) -> None:
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def ensure_writable_folder(folder: Path, what: str, hint: str) -> None:

@@ -265,3 +265,35 @@ def test_sweep_file_runs_the_grid_into_one_experiment(tmp_path):
 def test_report_without_store_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["report", "--results-dir", str(tmp_path)])
     assert result.exit_code == 1 and "no MLflow store" in result.output
+
+
+def test_progress_goes_to_a_file_as_plain_lines_and_quiet_silences_it(tmp_path: Path) -> None:
+    """stderr redirected (not a terminal): one line per cycle with elapsed time and ETA."""
+    env = {"ALSCOPE_RESULTS_DIR": str(tmp_path / "r")}
+    proc = alscope("run", "--cycle", "1", "--epochs", "2", "--no-track", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("alscope: ")]
+    assert lines[0].startswith("alscope: run ")
+    assert "cycle 0/1 done: 20 labeled, accuracy" in lines[1] and "left)" in lines[1]
+    assert "cycle 1/1 done: 40 labeled" in lines[2] and "elapsed" in lines[2]
+    quiet = alscope("run", "--cycle", "1", "--epochs", "2", "--no-track", "-q", env=env)
+    assert quiet.returncode == 0 and "cycle 0/1 done" not in quiet.stderr
+
+
+def test_a_long_pass_reports_every_tenth_when_plain(capsys: pytest.CaptureFixture[str]) -> None:
+    from alscope.progress import long_pass, report_passes
+
+    report_passes(False)
+    long_pass("silent", 10)(10)
+    assert capsys.readouterr().err == ""
+    report_passes(True)
+    try:
+        advance = long_pass("embedding texts", 1000)
+        for _ in range(40):
+            advance(25)
+    finally:
+        report_passes(False)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10
+    assert lines[0].startswith("alscope: embedding texts: 10% (100/1,000;")
+    assert lines[-1].startswith("alscope: embedding texts: 100% (1,000/1,000;") and "left)" in lines[-1]
