@@ -38,7 +38,7 @@ def test_image_folder_png_and_jpeg(tmp_path: Path) -> None:
     ds = folder(root, image_size=16, test_fraction=0.2)
     assert ds.name == "photos" and ds.domain == "image"
     assert ds.classes == ["cat", "dog", "fox"]
-    assert ds.input_spec.shape == (3, 16, 16) and ds.default_backbone == "cv:resnet18"
+    assert ds.input_spec.shape == (3, 16, 16) and ds.default_backbone == "cv:cnn"  # small images
     assert isinstance(ds.pool, MapDatasetSource) and isinstance(ds.pool, FileImageSource)
     assert (len(ds.pool), len(ds.test)) == (24, 6)
     assert np.bincount(ds.test.labels).tolist() == [2, 2, 2]
@@ -266,3 +266,37 @@ def test_image_folder_offers_contrastive_views_and_rotations(tmp_path: Path) -> 
     b = views.views(x, torch.Generator().manual_seed(1))
     assert a.shape == x.shape and a.dtype == x.dtype and not torch.equal(a, b)
     assert torch.equal(views.shift(x, 2), torch.rot90(x, 2, dims=(2, 3)))
+
+
+def test_image_folder_infers_size_backbone_and_workers(tmp_path: Path) -> None:
+    """32-px images are not scaled to 224 for a ResNet: the median side and the small CNN,
+    decoded in the training process (workers cost more than they save on such images)."""
+    root = tmp_path / "small"
+    write_image_folder(root, per_class=6, size=32)
+    with pytest.warns(
+        DatasetNote, match="32 px .*median side.*backbone cnn, decoded in the training process"
+    ):
+        ds = ImageFolder({"path": root}).load(LoadContext(root.parent, 0))
+    assert ds.input_spec.shape == (3, 32, 32)
+    assert ds.default_backbone == "cv:cnn"
+    assert ds.pool.num_workers == 0 and ds.test.num_workers == 0
+    big = tmp_path / "big"
+    write_image_folder(big, per_class=5, size=96)
+    with pytest.warns(DatasetNote, match="96 px"):
+        ds = ImageFolder({"path": big, "num_workers": 0}).load(LoadContext(big.parent, 0))
+    assert ds.default_backbone == "cv:resnet18" and ds.input_spec.shape == (3, 96, 96)
+    with pytest.warns(DatasetNote, match="40 px \\(given\\)"):
+        ds = ImageFolder({"path": big, "image_size": 40, "num_workers": 0}).load(LoadContext(big.parent, 0))
+    assert ds.input_spec.shape == (3, 40, 40)
+
+
+def test_image_folder_caps_the_test_set(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    write_image_folder(root, per_class=10, size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DatasetNote)
+        full = folder(root, image_size=16)
+        capped = folder(root, image_size=16, max_test_size=3)
+    assert len(full.test) == 6 and len(capped.test) == 3
+    assert set(capped.test.paths.tolist()) <= set(full.test.paths.tolist())
+    assert len(capped.pool) == len(full.pool)
