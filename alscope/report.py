@@ -394,7 +394,9 @@ class Report:
                     c["std"].fillna(0.0).to_numpy(),
                 )
             target = path if len(datasets) == 1 else path.with_name(f"{path.stem}_{_safe(dataset)}{suffix}")
-            plot_learning_curves(curves, target, title=f"{dataset}: {self.metric}", ylabel=self.metric)
+            settings = ", ".join(dict.fromkeys(block["scenario"]))
+            title = f"{dataset}, {settings}: {self.metric}"
+            plot_learning_curves(curves, target, title=title, ylabel=self.metric)
             written.append(target)
         return written
 

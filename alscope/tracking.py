@@ -55,7 +55,7 @@ class Tracker:
     ) -> str | None:
         return None
 
-    def logged_steps(self, run_id: str | None) -> set[int]:
+    def logged_steps(self, run_id: str | None, key: str = "n_labeled") -> set[int]:
         return set()
 
     def log_metrics(self, run_id: str | None, metrics: dict[str, float], step: int | None = None) -> None:
@@ -151,10 +151,11 @@ class MLflowTracker(Tracker):
         )
         return str(run.info.run_id)
 
-    def logged_steps(self, run_id: str | None) -> set[int]:
+    def logged_steps(self, run_id: str | None, key: str = "n_labeled") -> set[int]:
+        """The steps at which ``key`` is in the store (``n_labeled``: the cycles logged)."""
         if not run_id:
             return set()
-        history = self._call("get_metric_history", self.client.get_metric_history, run_id, "n_labeled")
+        history = self._call("get_metric_history", self.client.get_metric_history, run_id, key)
         return {int(m.step) for m in history}
 
     def log_metrics(self, run_id: str | None, metrics: dict[str, float], step: int | None = None) -> None:

@@ -223,6 +223,7 @@ class Experiment:
                 f"{dataset.n_classes} classes"
             )
         self.components.bind_dataset(dataset)
+        self._dataset_name = dataset.name
         assert self.components.backbone_cls is not None
         prepare_ctx = PrepareContext(
             cfg.resolved_cache_dir(), self.device, cfg.training.eval_batch_size, cfg.seed
@@ -392,20 +393,35 @@ class Experiment:
 
     def _log_summary(self, tracker: Tracker, summary: dict[str, Any]) -> None:
         cfg = self.config
-        tracker.log_metrics(
-            self.state.parent_run_id,
-            {k: v for k, v in summary.items() if isinstance(v, float) and np.isfinite(v)},
-        )
+        # killed after this batch but before the state said so: the store has it already
+        if 0 not in tracker.logged_steps(self.state.parent_run_id, "aubc"):
+            tracker.log_metrics(
+                self.state.parent_run_id,
+                {k: v for k, v in summary.items() if isinstance(v, float) and np.isfinite(v)},
+            )
         tracker.log_text(self.state.parent_run_id, dumps(summary), "summary.json")
         png = self.run_dir / "learning_curve.png"
+        setting = cfg.scenario.name if cfg.scenario else "standard"
         steps, mean, std = learning_curve(self.state.trials)
         if len(steps):
             from alscope.plotting import plot_learning_curves
 
             plot_learning_curves(
-                {cfg.strategy.name: (steps, mean, std)}, png, title=f"{cfg.dataset.name}: accuracy"
+                {cfg.strategy.name: (steps, mean, std)},
+                png,
+                title=f"{self._dataset_label()}, {setting}: accuracy",
             )
             tracker.log_file(self.state.parent_run_id, png)
+
+    def _dataset_label(self) -> str:
+        """``imagefolder (photos)``: the component name, with the data's own name where it
+        differs (a folder or file name)."""
+        from alscope.registry import normalize
+
+        name, own = self.config.dataset.name, getattr(self, "_dataset_name", None)
+        if not own or normalize(own) == normalize(name):
+            return own or name
+        return f"{name} ({own})"
 
     def _summarize(self, dataset: ALDataset, n_candidates: int) -> dict[str, Any]:
         aubcs = [_trial_aubc(t) for t in self.state.trials]
@@ -423,7 +439,8 @@ class Experiment:
             if "train_time" in c.metrics
         ]
         return {
-            "dataset": dataset.name,
+            # the name the user typed, as in the report and the CSV; the data's own name beside
+            "dataset": self._dataset_label(),
             "backbone": self.components.backbone_spec.name if self.components.backbone_spec else "",
             "device": str(self.device),
             "wall_time": time.perf_counter() - self._started,

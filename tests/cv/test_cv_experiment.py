@@ -102,7 +102,7 @@ def test_cli_runs_an_image_folder_with_no_code(tmp_path: Path) -> None:
     )
     assert code == 0, out
     payload = json.loads(out)
-    assert payload["summary"]["dataset"] == "photos"
+    assert payload["summary"]["dataset"] == "imagefolder (photos)"  # as typed, and the folder
     assert payload["summary"]["n_pool"] + payload["summary"]["n_test"] == 24
     assert payload["curve"]["n_labeled"] == [4, 8, 12]
 
