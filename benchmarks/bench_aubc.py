@@ -21,14 +21,22 @@ noisy on shared machines; they are printed, not asserted.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 STRATEGIES = ["random", "learning_loss", "tidal", "vaal", "ta_vaal", "sraal", "waal", "ceal"]
+
+
+def params_of(items: list[str], option: str) -> dict[str, Any]:
+    from alscope.config import parse_key_value
+
+    return dict(parse_key_value(item, option) for item in items)
 
 
 def run(name: str, opts: argparse.Namespace, results_dir: str) -> dict[str, Any]:
@@ -46,15 +54,20 @@ def run(name: str, opts: argparse.Namespace, results_dir: str) -> dict[str, Any]
         "training": {"device": opts.device},
         "tracking": {"enabled": False},
     }
-    for key in ("epochs", "min_steps"):
+    for key in ("epochs", "min_steps", "lr"):
         if getattr(opts, key) is not None:
             config["training"][key] = getattr(opts, key)
     if opts.threads:
         config["training"]["threads"] = opts.threads
     if opts.data_dir:
         config["data_dir"] = opts.data_dir
+    if opts.dataset_param:
+        config["dataset"] = {"name": opts.dataset, "params": params_of(opts.dataset_param, "--dataset-param")}
     if opts.backbone:
-        config["backbone"] = opts.backbone
+        config["backbone"] = {
+            "name": opts.backbone,
+            "params": params_of(opts.backbone_param, "--backbone-param"),
+        }
     start = time.perf_counter()
     result = run_experiment(config)
     wall = time.perf_counter() - start
@@ -85,13 +98,17 @@ def main() -> None:
     )
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--dataset-param", action="append", default=[], help="key=value, repeatable")
     parser.add_argument("--backbone", default=None, help="default: the dataset's")
+    parser.add_argument("--backbone-param", action="append", default=[], help="key=value, repeatable")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--cycles", type=int, default=5)
     parser.add_argument("--n-initial", type=int, default=100)
     parser.add_argument("--n-query", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--min-steps", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--lr", type=float, default=None, help="default: the recipe's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -102,6 +119,8 @@ def main() -> None:
         "--skip", default="", help="comma-separated strategies left out (with --all/--family)"
     )
     opts = parser.parse_args()
+    if opts.backbone_param and not opts.backbone:
+        parser.error("--backbone-param needs --backbone")
     if opts.family or opts.all:
         from alscope.registry import get_registry
 
@@ -136,12 +155,15 @@ def main() -> None:
                 f"train {r['train']:.2f} s/cycle  wall {r['wall']:.0f} s",
                 flush=True,
             )
+    if opts.json:
+        Path(opts.json).write_text(json.dumps({"options": vars(opts), "rows": rows}, indent=2))
     base = rows["random"]["train"]
     random_aubc = rows["random"]["aubc"]
     print()
     print(
         f"{opts.dataset}: {opts.trials} trial(s), {opts.n_initial} initial + {opts.cycles} x {opts.n_query}, "
-        f"recipe epochs={opts.epochs or 'default'} min_steps={opts.min_steps or 'default'}, "
+        f"recipe epochs={opts.epochs or 'default'} min_steps={opts.min_steps or 'default'} "
+        f"lr={opts.lr or 'default'}, "
         f"torch threads {torch.get_num_threads()}"
     )
     columns = (
