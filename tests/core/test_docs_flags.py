@@ -29,7 +29,6 @@ NOT_ALSCOPE = {
     "--lr-mqnet": "MQNet's official main.py",
     "--milp": "benchmarks/bench_class_balanced.py",
     "--exact": "benchmarks/bench_coreset.py",
-    "--grad-clip": "the docs say there is no such flag",
 }
 FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
