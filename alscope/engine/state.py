@@ -127,6 +127,7 @@ def run_lock(folder: Path) -> Iterator[None]:
     """Hold ``folder/.lock`` (an OS file lock, released when the process ends, killed or
     not) while a run works on its state: a second process, such as a concurrent
     ``--resume`` of the same run, is refused instead of repeating its cycles."""
+    created = [d for d in (folder.parent, folder) if not d.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ".lock"
     fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
@@ -147,6 +148,12 @@ def run_lock(folder: Path) -> Iterator[None]:
         yield
     finally:
         fh.close()
+        # a run refused before it saved anything leaves no folder behind
+        if created and [p.name for p in folder.iterdir()] == [".lock"]:
+            path.unlink()
+            for d in reversed(created):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
 
 
 def _lock_file(fh: Any) -> None:

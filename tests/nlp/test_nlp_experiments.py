@@ -174,7 +174,7 @@ def test_cli_runs_the_users_own_csv_without_code(tmp_path: Path, tiny_model: Pat
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "my: pool 75, test 25" in proc.stdout and "AUBC" in proc.stdout
+    assert "text (my): pool 75, test 25" in proc.stdout and "AUBC" in proc.stdout
     assert "only one labelled split" in proc.stderr  # said, not hidden
 
 
