@@ -129,11 +129,6 @@ def sample_entropies(mc: torch.Tensor) -> torch.Tensor:
     return -(mc * torch.log(mc.clamp_min(tiny))).sum(dim=2)
 
 
-def expected_entropy(mc: torch.Tensor) -> torch.Tensor:
-    """``mean_k H[p_k]``: the expected (aleatoric) entropy, ``(n,)``."""
-    return sample_entropies(mc).mean(dim=1)
-
-
 def bald_parts(mc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mutual information, expected entropy) of each row, float64.
 

@@ -357,8 +357,9 @@ CASES: list[tuple[str, list[str], Setup, str]] = [
 ]
 
 
-def run_case(args: list[str]) -> tuple[int, str, BaseException | None]:
-    result = runner.invoke(app, ["run", "--no-track", "--epochs", "1", "--cycles", "1", *args])
+def run_case(args: list[str], track: bool = False) -> tuple[int, str, BaseException | None]:
+    flags = [] if track else ["--no-track"]
+    result = runner.invoke(app, ["run", *flags, "--epochs", "1", "--cycles", "1", *args])
     exc = result.exception if not isinstance(result.exception, SystemExit) else None
     return result.exit_code, result.output, exc
 
@@ -380,13 +381,8 @@ def test_bad_input_gives_one_line(
     monkeypatch.setenv("ALSCOPE_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     setup(tmp_path)
-    if any(a == "--tracking-uri" for a in args):
-        # these cases are about the store: tracking on
-        result = runner.invoke(app, ["run", "--epochs", "1", "--cycles", "1", *args])
-        exc = result.exception if not isinstance(result.exception, SystemExit) else None
-        assert_one_line_error(result.exit_code, result.output, exc, expected)
-        return
-    assert_one_line_error(*run_case(args), expected)
+    # the --tracking-uri cases are about the store: tracking on
+    assert_one_line_error(*run_case(args, track="--tracking-uri" in args), expected)
 
 
 NUMBER_FLAGS = [
