@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
+
+from alscope_cv.transforms import random_resized_crop, uniform
 
 
 class NormalizingTransform(Protocol):
@@ -149,26 +150,7 @@ class ImageContrastiveViews:
     def resized_crop(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Per image: a crop of random area and aspect ratio, resized back (bilinear), then
         flipped with probability 1/2 when ``hflip``; one ``grid_sample`` for the batch."""
-        n = len(x)
-        area = _uniform(n, *self.crop_scale, generator)
-        log_ratio = _uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), generator)
-        ratio = log_ratio.exp()
-        # half-extents in grid units ([-1, 1] spans the image); a crop that would not fit
-        # is clipped to the image, as torchvision's fallback keeps it inside
-        half_w = (area * ratio).sqrt().clamp(max=1.0)
-        half_h = (area / ratio).sqrt().clamp(max=1.0)
-        centre_x = (2 * torch.rand(n, generator=generator) - 1) * (1 - half_w)
-        centre_y = (2 * torch.rand(n, generator=generator) - 1) * (1 - half_h)
-        sign = torch.ones(n)
-        if self.hflip:
-            sign = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0] = half_w * sign
-        theta[:, 0, 2] = centre_x
-        theta[:, 1, 1] = half_h
-        theta[:, 1, 2] = centre_y
-        grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        return random_resized_crop(x, self.crop_scale, generator, self.ratio, hflip=self.hflip)
 
     def color_jitter(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Brightness, contrast, saturation and hue with per-image factors, on a share
@@ -179,10 +161,10 @@ class ImageContrastiveViews:
         b, c, s, h = self.jitter
         # factors of the images left alone are the identity (1, 1, 1, 0)
         factors = {
-            "brightness": 1 + apply * _uniform(n, -b, b, generator),
-            "contrast": 1 + apply * _uniform(n, -c, c, generator),
-            "saturation": 1 + apply * _uniform(n, -s, s, generator),
-            "hue": apply * _uniform(n, -h, h, generator),
+            "brightness": 1 + apply * uniform(n, -b, b, generator),
+            "contrast": 1 + apply * uniform(n, -c, c, generator),
+            "saturation": 1 + apply * uniform(n, -s, s, generator),
+            "hue": apply * uniform(n, -h, h, generator),
         }
         device = x.device
         for op in torch.randperm(4, generator=generator).tolist():
@@ -203,10 +185,6 @@ class ImageContrastiveViews:
         if x.shape[1] != 3 or not bool(chosen.any()):
             return x
         return torch.where(chosen.to(x.device)[:, None, None, None], _grey(x).expand_as(x), x)
-
-
-def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator)
 
 
 def _per_image(values: torch.Tensor, device: torch.device) -> torch.Tensor:

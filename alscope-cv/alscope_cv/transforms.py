@@ -9,6 +9,7 @@ which is much faster than per-sample PIL work and reproducible from the seed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -22,6 +23,9 @@ class ImageBatchTransform:
         mean, std: per-channel statistics in [0, 1] units (one value per channel).
         crop_padding: random crop of the original size from the batch padded with zeros
             by this many pixels on each side (0: no crop).
+        resized_crop: ``(smallest, largest)`` share of the area of a random crop (aspect
+            ratio 3/4-4/3) resized back to the image's size, as torchvision's
+            ``RandomResizedCrop`` does per sample (None: no such crop).
         hflip: random horizontal flip with probability 1/2.
         normalize: subtract ``mean`` and divide by ``std``; otherwise only scale to [0, 1].
     """
@@ -32,6 +36,7 @@ class ImageBatchTransform:
         std: Sequence[float],
         *,
         crop_padding: int = 0,
+        resized_crop: tuple[float, float] | None = None,
         hflip: bool = False,
         normalize: bool = True,
     ) -> None:
@@ -39,6 +44,9 @@ class ImageBatchTransform:
             raise ValueError("mean and std need one value per channel")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.crop_padding, self.hflip, self.normalize = int(crop_padding), bool(hflip), bool(normalize)
+        self.resized_crop = None if resized_crop is None else (float(resized_crop[0]), float(resized_crop[1]))
+        if self.resized_crop is not None and not 0 < self.resized_crop[0] <= self.resized_crop[1] <= 1:
+            raise ValueError(f"resized_crop needs 0 < smallest <= largest <= 1, got {resized_crop}")
         channels = len(self.mean)
         if normalize:
             std_t = torch.tensor(self.std)
@@ -50,12 +58,14 @@ class ImageBatchTransform:
 
     @property
     def augments(self) -> bool:
-        return self.crop_padding > 0 or self.hflip
+        return self.crop_padding > 0 or self.resized_crop is not None or self.hflip
 
     def __repr__(self) -> str:
         parts = [f"mean={self.mean}", f"std={self.std}"]
         if self.crop_padding:
             parts.append(f"crop_padding={self.crop_padding}")
+        if self.resized_crop is not None:
+            parts.append(f"resized_crop={self.resized_crop}")
         if self.hflip:
             parts.append("hflip")
         if not self.normalize:
@@ -68,6 +78,9 @@ class ImageBatchTransform:
         x = images
         if self.crop_padding:
             x = random_crop(x, self.crop_padding, generator)
+        if self.resized_crop is not None:
+            x = random_resized_crop(x.float(), self.resized_crop, generator, hflip=self.hflip)
+            return x.mul_(self._scale).sub_(self._shift)
         if self.hflip:
             x = random_hflip(x, generator)
         # uint8 x float32 promotes to float32: scaling and conversion in one pass
@@ -89,3 +102,43 @@ def random_hflip(images: torch.Tensor, generator: torch.Generator | None) -> tor
     """Flip each image left-right with probability 1/2."""
     flip = torch.rand(len(images), generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def random_resized_crop(
+    images: torch.Tensor,
+    scale: tuple[float, float],
+    generator: torch.Generator | None,
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    hflip: bool = False,
+) -> torch.Tensor:
+    """Per image of a float ``(N, C, H, W)`` batch: a crop of a random share ``scale`` of
+    the area and an aspect ratio log-uniform in ``ratio``, resized back (bilinear), then
+    flipped with probability 1/2 when ``hflip``.
+
+    One ``grid_sample`` for the batch instead of torchvision's per-sample crop: on a CPU
+    that keeps augmentation from costing more than the training step. A crop that would
+    not fit is clipped to the image, where torchvision retries and then falls back to a
+    centre crop."""
+    n = len(images)
+    area = uniform(n, *scale, generator)
+    log_ratio = uniform(n, math.log(ratio[0]), math.log(ratio[1]), generator)
+    aspect = log_ratio.exp()
+    # half-extents in grid units ([-1, 1] spans the image)
+    half_w = (area * aspect).sqrt().clamp(max=1.0)
+    half_h = (area / aspect).sqrt().clamp(max=1.0)
+    centre_x = (2 * torch.rand(n, generator=generator) - 1) * (1 - half_w)
+    centre_y = (2 * torch.rand(n, generator=generator) - 1) * (1 - half_h)
+    sign = torch.ones(n)
+    if hflip:
+        sign = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = half_w * sign
+    theta[:, 0, 2] = centre_x
+    theta[:, 1, 1] = half_h
+    theta[:, 1, 2] = centre_y
+    grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def uniform(n: int, low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator)

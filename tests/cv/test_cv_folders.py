@@ -1,4 +1,5 @@
-"""ImageFolder (PNG and JPEG) and Tiny ImageNet: files decoded in DataLoader workers."""
+"""ImageFolder (PNG and JPEG) and Tiny ImageNet: files decoded in DataLoader workers, or
+decoded once into memory."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from alscope.errors import ConfigError, DataError
 
 
 def folder(root: Path, seed: int = 0, **params: Any) -> ALDataset:
+    """The folder read from its files every epoch (``in_memory=True`` for the other path)."""
     params.setdefault("num_workers", 0)
+    params.setdefault("in_memory", False)
     return ImageFolder({"path": root, **params}).load(LoadContext(root.parent, seed))
 
 
@@ -169,6 +172,14 @@ def test_truncated_jpeg_fails_clearly_when_decoded(tmp_path: Path, workers: int)
     assert "Traceback" not in msg and "\n" not in msg
 
 
+def test_truncated_jpeg_fails_at_load_when_decoded_into_memory(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    written = write_image_folder(root, per_class=4, size=64, suffixes=(".jpg",))
+    truncate(written["dog"][1], 0.5)
+    with pytest.raises(DataError, match=r"^[^\n]*img_001.jpg cannot be decoded as an image[^\n]*$"):
+        folder(root, test_fraction=0.25, image_size=32, in_memory=True)
+
+
 def test_decode_image_draft_and_resize(tmp_path: Path) -> None:
     big = np.zeros((3, 400, 300), dtype=np.uint8)
     big[1, :, 150:] = 200
@@ -276,7 +287,7 @@ def test_image_folder_infers_size_backbone_and_workers(tmp_path: Path) -> None:
     with pytest.warns(
         DatasetNote, match="32 px .*median side.*backbone cnn, decoded in the training process"
     ):
-        ds = ImageFolder({"path": root}).load(LoadContext(root.parent, 0))
+        ds = ImageFolder({"path": root, "in_memory": False}).load(LoadContext(root.parent, 0))
     assert ds.input_spec.shape == (3, 32, 32)
     assert ds.default_backbone == "cv:cnn"
     assert ds.pool.num_workers == 0 and ds.test.num_workers == 0
@@ -300,3 +311,82 @@ def test_image_folder_caps_the_test_set(tmp_path: Path) -> None:
     assert len(full.test) == 6 and len(capped.test) == 3
     assert set(capped.test.paths.tolist()) <= set(full.test.paths.tolist())
     assert len(capped.pool) == len(full.pool)
+
+
+def test_small_image_folder_is_decoded_once_into_memory(tmp_path: Path) -> None:
+    """A folder whose decoded images fit in memory is decoded once: its evaluation pixels
+    equal the file path's, training batches are augmented whole (reproducible from the
+    generator), and nothing is decoded from the files again."""
+    from alscope.data.base import TensorSource
+
+    root = tmp_path / "photos"
+    write_image_folder(root, per_class=6, size=24, suffixes=(".png", ".jpg"))
+    with pytest.warns(DatasetNote, match=r"16 px \(given\).*decoded once into memory"):
+        memory = ImageFolder({"path": root, "image_size": 16}).load(LoadContext(root.parent, 0))
+    files = folder(root, image_size=16)
+    assert isinstance(memory.pool, TensorSource) and isinstance(memory.test, TensorSource)
+    assert memory.pool.inputs.dtype == torch.uint8 and memory.pool.inputs.shape == (
+        len(files.pool),
+        3,
+        16,
+        16,
+    )
+    np.testing.assert_array_equal(memory.pool.labels, files.pool.labels)
+    for split in ("pool", "test"):
+        torch.testing.assert_close(
+            torch.cat([b.inputs for b in all_batches(getattr(memory, split))]),
+            torch.cat([b.inputs for b in all_batches(getattr(files, split))]),
+        )
+    plain = torch.cat([b.inputs for b in all_batches(memory.pool)])
+    for path in [*files.pool.paths, *files.test.paths]:
+        Path(str(path)).unlink()  # in memory: the files are not read again
+    first, again, other = (
+        torch.cat([b.inputs for b in all_batches(memory.pool, train=True, generator=g)])
+        for g in (
+            torch.Generator().manual_seed(0),
+            torch.Generator().manual_seed(0),
+            torch.Generator().manual_seed(1),
+        )
+    )
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert first.shape == plain.shape and not torch.equal(first, plain)
+
+
+def test_image_folder_over_the_memory_limit_is_read_from_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alscope_cv.datasets.folders as folders
+
+    root = tmp_path / "photos"
+    write_image_folder(root, per_class=4, size=16)
+    monkeypatch.setattr(folders, "IN_MEMORY_BYTES", 3 * 16 * 16 * 11)  # 11 of the 12 images
+    with pytest.warns(DatasetNote, match="decoded in the training process every epoch"):
+        ds = ImageFolder({"path": root, "num_workers": 0}).load(LoadContext(root.parent, 0))
+    assert isinstance(ds.pool, FileImageSource)
+    with pytest.warns(DatasetNote, match="decoded once into memory"):
+        forced = ImageFolder({"path": root, "in_memory": True}).load(LoadContext(root.parent, 0))
+    assert not isinstance(forced.pool, FileImageSource)
+
+
+def test_in_memory_image_folder_trains_in_an_experiment(tmp_path: Path) -> None:
+    from alscope.engine.experiment import run_experiment
+
+    root = tmp_path / "photos"
+    write_image_folder(root, per_class=12, size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DatasetNote)
+        result = run_experiment(
+            {
+                "strategy": "entropy",
+                "dataset": {"name": "imagefolder", "params": {"path": str(root), "test_fraction": 0.25}},
+                "cycles": 1,
+                "n_initial": 6,
+                "n_query": 6,
+                "training": {"epochs": 1, "min_steps": 2},
+                "results_dir": str(tmp_path / "results"),
+                "tracking": {"enabled": False},
+            }
+        )
+    (trial,) = result.trials
+    assert len(trial.labeled) == 12 and len(set(trial.labeled)) == 12
+    assert all(0 <= c.metrics["accuracy"] <= 1 for c in trial.cycles)

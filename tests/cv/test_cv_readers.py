@@ -231,3 +231,35 @@ def test_augmentation_is_seeded() -> None:
 def test_transform_rejects_non_batches() -> None:
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         ImageBatchTransform((0.5,), (0.5,))(torch.zeros(3, 4, 4, dtype=torch.uint8))
+
+
+def test_random_resized_crop_keeps_shape_and_full_area_is_the_identity() -> None:
+    from alscope_cv.transforms import random_resized_crop
+
+    images = torch.rand(5, 3, 12, 12)
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(random_resized_crop(images, (1.0, 1.0), g, ratio=(1.0, 1.0)), images)
+    flipped = random_resized_crop(
+        images, (1.0, 1.0), torch.Generator().manual_seed(0), (1.0, 1.0), hflip=True
+    )
+    for original, out in zip(images, flipped, strict=True):  # each either kept or mirrored
+        assert torch.allclose(out, original, atol=1e-5) or torch.allclose(out, original.flip(-1), atol=1e-5)
+    # a quarter of the area, square: a 2x zoom of some 6x6 window of the image
+    step = torch.arange(12.0).view(1, 1, 1, 12).expand(1, 1, 12, 12).contiguous()
+    zoomed = random_resized_crop(step, (0.25, 0.25), torch.Generator().manual_seed(3), (1.0, 1.0))
+    row = zoomed[0, 0, 0]
+    assert zoomed.shape == step.shape and 5.0 - 1e-4 <= float(row[-1] - row[0]) <= 6.0
+    assert torch.all(row[1:] - row[:-1] > 0)  # not flipped, values grow left to right
+
+
+def test_batch_transform_with_resized_crop_augments_reproducibly() -> None:
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    train = ImageBatchTransform((0.5,) * 3, (0.25,) * 3, resized_crop=(0.35, 1.0), hflip=True)
+    evaluation = ImageBatchTransform((0.5,) * 3, (0.25,) * 3)
+    assert train.augments and "resized_crop=(0.35, 1.0)" in repr(train)
+    a = train(images, torch.Generator().manual_seed(0))
+    b = train(images, torch.Generator().manual_seed(0))
+    assert a.dtype == torch.float32 and a.shape == images.shape and torch.equal(a, b)
+    assert not torch.allclose(a, evaluation(images))
+    with pytest.raises(ValueError, match="resized_crop"):
+        ImageBatchTransform((0.5,), (0.25,), resized_crop=(0.5, 0.2))

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.data.base import ALDataset, DatasetFactory, InputSpec, LoadContext
+from alscope.data.base import ALDataset, DatasetFactory, DataSource, InputSpec, LoadContext, TensorSource
 from alscope.data.splits import cap_pool, stratified_holdout
 from alscope.errors import DataError
+from alscope.progress import long_pass
 from alscope_cv.contrastive import ImageContrastiveViews
 from alscope_cv.datasets.common import SplitMode, choose_parts, describe_counts, gather
 from alscope_cv.datasets.imagefiles import (
@@ -26,6 +28,7 @@ from alscope_cv.datasets.imagefiles import (
     is_image,
 )
 from alscope_cv.files import download_first, note, run_download, search_dirs
+from alscope_cv.transforms import ImageBatchTransform
 
 
 def _sorted_images(folder: Path) -> list[str]:
@@ -114,6 +117,12 @@ class ImageFolderParams(Params):
     verify_images: bool = Field(
         default=True, description="open every file's header at load time so broken files fail early"
     )
+    in_memory: bool | None = Field(
+        default=None,
+        description="decode every image once, into memory at image_size, and augment whole batches "
+        "there instead of decoding files every epoch; default: when the decoded pool and test set "
+        "take at most 2 GiB",
+    )
 
 
 class ImageFolder(DatasetFactory):
@@ -195,26 +204,82 @@ class ImageFolder(DatasetFactory):
             augment="resized_crop_flip" if p.augment else "none",
             normalize=p.normalize,
         )
-        workers = p.num_workers
-        if workers is None:
-            per_image = decode_seconds(train_tf, pool_paths, ctx.seed)
-            workers = 0 if per_image < IN_PROCESS_DECODE_S else default_workers()
-        note(
+        decoded_bytes = (len(pool_paths) + len(test_paths)) * channels * size * size
+        in_memory = p.in_memory if p.in_memory is not None else decoded_bytes <= IN_MEMORY_BYTES
+        chosen = (
             f"image folder {root}: {size} px "
             + ("(given)" if p.image_size is not None else "(the median side of its images)")
             + f", default backbone {backbone.split(':')[1]}, "
-            + (f"{workers} DataLoader workers" if workers else "decoded in the training process")
         )
+        pool: DataSource
+        test: DataSource
+        if in_memory:
+            note(chosen + f"decoded once into memory ({decoded_bytes / 2**20:.0f} MiB)")
+            pool, test = memory_sources(
+                eval_tf, (pool_paths, pool_labels), (test_paths, test_labels), augment=p.augment
+            )
+        else:
+            workers = p.num_workers
+            if workers is None:
+                per_image = decode_seconds(train_tf, pool_paths, ctx.seed)
+                workers = 0 if per_image < IN_PROCESS_DECODE_S else default_workers()
+            note(
+                chosen
+                + (f"{workers} DataLoader workers" if workers else "decoded in the training process")
+                + " every epoch"
+            )
+            pool = file_sources(pool_paths, pool_labels, train_tf, eval_tf, workers)
+            test = file_sources(test_paths, test_labels, eval_tf, eval_tf, workers)
         return ALDataset(
             name=root.name or "imagefolder",
             domain="image",
             classes=classes,
-            pool=file_sources(pool_paths, pool_labels, train_tf, eval_tf, workers),
-            test=file_sources(test_paths, test_labels, eval_tf, eval_tf, workers),
+            pool=pool,
+            test=test,
             input_spec=InputSpec("image", (channels, size, size)),
             default_backbone=backbone,
             contrastive=ImageContrastiveViews.for_transform(eval_tf, (channels, size, size), hflip=True),
         )
+
+
+#: decoded images up to this size (pool and test set together, uint8) are held in memory
+IN_MEMORY_BYTES = 2 * 2**30
+#: share of the area of in-memory training crops, as the per-file RandomResizedCrop draws
+RESIZED_CROP_SCALE = (0.35, 1.0)
+
+
+def memory_sources(
+    decoder: DecodeImage,
+    pool: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    augment: bool,
+) -> tuple[TensorSource, TensorSource]:
+    """Pool and test set decoded once (resized and centre-cropped to the decoder's size),
+    as uint8 tensors whose batches are augmented and normalised whole."""
+    advance = long_pass("decoding images", len(pool[0]) + len(test[0]))
+
+    def decode_all(paths: np.ndarray) -> torch.Tensor:
+        out = torch.empty((len(paths), decoder.channels, decoder.size, decoder.size), dtype=torch.uint8)
+        for i, path in enumerate(paths):
+            out[i] = decoder.fitted(str(path))
+            advance(1)
+        return out
+
+    pool_x, test_x = decode_all(pool[0]), decode_all(test[0])
+    mean, std = decoder.mean, decoder.std
+    evaluation = ImageBatchTransform(mean, std, normalize=decoder.normalize)
+    training = (
+        ImageBatchTransform(
+            mean, std, resized_crop=RESIZED_CROP_SCALE, hflip=True, normalize=decoder.normalize
+        )
+        if augment
+        else evaluation
+    )
+    return (
+        TensorSource(pool_x, pool[1], training, evaluation),
+        TensorSource(test_x, test[1], evaluation, evaluation),
+    )
 
 
 #: images up to this side go to the small CNN by default (ResNet-18 is for photos)

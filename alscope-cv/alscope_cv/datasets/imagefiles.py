@@ -99,6 +99,18 @@ class DecodeImage:
                 f"{path} cannot be decoded as an image ({type(exc).__name__}: {exc}); fix or remove it"
             ) from None
 
+    def fitted(self, path: str) -> torch.Tensor:
+        """The image at ``path`` resized and centre-cropped to ``size``, as a uint8
+        ``(C, size, size)`` tensor: not augmented, not normalised."""
+        from torchvision.transforms import v2
+
+        image = self.decode(path)
+        if image.size != (self.size, self.size):
+            image = v2.functional.center_crop(
+                v2.functional.resize(image, self.size, antialias=True), [self.size, self.size]
+            )
+        return v2.functional.pil_to_tensor(image)
+
     def __call__(self, path: str) -> torch.Tensor:
         if self._pipeline is None:
             self._pipeline = self._build()
