@@ -505,6 +505,33 @@ def test_damaged_run_state_is_refused_and_left_as_it_was(
     assert _digest(root) == before
 
 
+def test_resume_of_a_run_another_process_holds_is_refused_and_left_as_it_was(
+    finished_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A second ``--resume`` of a run in progress is refused in one line naming the
+    holder, instead of repeating its cycles and logging its metrics twice; once the holder
+    is gone, the resume goes on."""
+    from alscope.engine.state import run_lock
+    from alscope.errors import ResumeError
+
+    source, run = finished_run
+    root = tmp_path / "results"
+    shutil.copytree(source, root)
+    state_path = root / "runs" / run / "state.json"
+    state_path.write_text(json.dumps(_interrupted(json.loads(state_path.read_text()))))
+    with run_lock(root / "runs" / run):
+        with pytest.raises(ResumeError, match="is in use"), run_lock(root / "runs" / run):
+            pass  # a second holder in this process is refused too (flock, per open file)
+        before = _digest(root)
+        result = runner.invoke(app, ["run", "--results-dir", str(root), "--resume", run, "--quiet"])
+        exc = result.exception if not isinstance(result.exception, SystemExit) else None
+        assert_one_line_error(result.exit_code, result.output, exc, f"is in use by process {os.getpid()}")
+        assert _digest(root) == before
+    result = runner.invoke(app, ["run", "--results-dir", str(root), "--resume", run, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(state_path.read_text())["status"] == "FINISHED"
+
+
 def test_a_bad_flag_leaves_an_existing_store_as_it_was(
     finished_run: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -121,3 +121,31 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run(
             assert resumed.returncode == 0, stderr
         assert _outcome(run_dir) == expected, f"attempt {attempts}"
         _assert_logged_once(run_dir)
+
+
+def test_two_resumes_started_at_once_one_goes_on_and_the_other_is_refused(
+    reference: tuple[tuple[list, list], float], tmp_path: Path
+) -> None:
+    """Before the run lock both went on to the end and MLflow held the metric steps twice."""
+    expected, _ = reference
+    results = tmp_path / "twice"
+    proc = _alscope(*ARGS, results=results)
+    deadline = time.monotonic() + 300
+    while _state(results) is None:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # at once: the run has the most of its work left
+    proc.communicate()
+    found = _state(results)
+    assert found is not None and found[1]["status"] != "FINISHED"
+    run_dir = found[0]
+    both = [_alscope("run", "--resume", run_dir.name, "-q", results=results) for _ in range(2)]
+    errors = [p.communicate(timeout=600)[1] for p in both]
+    outcomes = [(p.returncode, err) for p, err in zip(both, errors, strict=True)]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes[0] == 0 and codes[1] != 0, outcomes
+    refused = next(err for code, err in outcomes if code != 0).strip()
+    assert "is in use by process" in refused and "\n" not in refused and "Traceback" not in refused
+    assert _outcome(run_dir) == expected
+    _assert_logged_once(run_dir)
