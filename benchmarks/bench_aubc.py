@@ -116,6 +116,12 @@ def main() -> None:
     parser.add_argument("--family", default=None, help="every registered strategy of this family")
     parser.add_argument("--all", action="store_true", help="every registered strategy")
     parser.add_argument(
+        "--no-random",
+        action="store_true",
+        help="do not add random (to run strategies in parallel processes, one of them running random); "
+        "the comparisons with random are then left out",
+    )
+    parser.add_argument(
         "--skip", default="", help="comma-separated strategies left out (with --all/--family)"
     )
     opts = parser.parse_args()
@@ -136,7 +142,7 @@ def main() -> None:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     names = [s.strip() for s in opts.strategies.split(",") if s.strip()]
-    if "random" not in names:
+    if "random" not in names and not opts.no_random:
         names.insert(0, "random")
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,8 +163,7 @@ def main() -> None:
             )
     if opts.json:
         Path(opts.json).write_text(json.dumps({"options": vars(opts), "rows": rows}, indent=2))
-    base = rows["random"]["train"]
-    random_aubc = rows["random"]["aubc"]
+    baseline = rows.get("random")
     print()
     print(
         f"{opts.dataset}: {opts.trials} trial(s), {opts.n_initial} initial + {opts.cycles} x {opts.n_query}, "
@@ -182,11 +187,14 @@ def main() -> None:
     print("-" * len(header))
     for name, r in rows.items():
         aubc = f"{r['aubc']:.4f} ± {r['aubc_std']:.4f}"
-        beats = "-" if name == "random" else ("yes" if r["aubc"] > random_aubc else "no")
+        if baseline is None:
+            beats, more, times = "-", "-", "-"
+        else:
+            beats = "-" if name == "random" else ("yes" if r["aubc"] > baseline["aubc"] else "no")
+            more, times = f"{r['train'] - baseline['train']:+.3f}", f"{r['train'] / baseline['train']:.2f}"
         print(
             f"{name:14s} {aubc:>16s} {beats:>8s} {r['first_share']:13.2f} {r['train_acc']:9.3f} "
-            f"{r['final']:9.4f} {r['train']:13.3f} {r['train'] - base:+9.3f} "
-            f"{r['train'] / base:8.2f} {r['select']:8.3f}"
+            f"{r['final']:9.4f} {r['train']:13.3f} {more:>9s} {times:>8s} {r['select']:8.3f}"
         )
 
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from alscope.components import Params
 from alscope.data.base import ALDataset, InputSpec, TensorSource
-from alscope.errors import ConfigError, ModelError
+from alscope.errors import AlscopeError, ConfigError, ModelError
 from alscope.models.base import Backbone, BackboneOutput, PrepareContext
 from alscope_nlp.cache import cache_key, entry_path, fingerprint_texts, load_entry, save_entry, text_hashes
 from alscope_nlp.hub import hub_offline, offline_clients, offline_reason
@@ -288,6 +288,27 @@ def _note(message: str) -> None:
 # -- the backbone -------------------------------------------------------------------------------
 
 
+def load_config(resolved: ResolvedModel) -> Any:
+    """The model's transformers configuration (a :class:`ModelError` when it cannot be read)."""
+    from transformers import AutoConfig
+
+    try:
+        with _quiet_transformers():
+            return AutoConfig.from_pretrained(
+                resolved.source, revision=resolved.revision, local_files_only=resolved.local_only
+            )
+    except Exception as exc:
+        raise _load_error("configuration", resolved, exc) from None
+
+
+def hidden_size(config: Any) -> int:
+    return int(getattr(config, "hidden_size", 0) or getattr(config, "dim", 0) or 0)
+
+
+#: fine-tuned encoders up to this hidden size get the small models' learning rate
+SMALL_ENCODER_HIDDEN = 512
+
+
 class Transformer(Backbone):
     """A Hugging Face encoder (``AutoModel``) with a classification head over the CLS or
     mean-pooled output; or, frozen, the head alone over cached embeddings."""
@@ -306,15 +327,22 @@ class Transformer(Backbone):
 
     @classmethod
     def training_defaults(cls, params: Any, ctx: PrepareContext) -> dict[str, Any]:
-        """Fine-tuning uses the usual transformer recipe (AdamW, small learning rate, linear
-        warm-up and decay, clipped gradients, few epochs, with a floor of 100 steps so that
-        a labeled set of tens of sentences is fitted: 4 epochs of 20 sentences would be 8
-        steps); the frozen mode trains only the head, for which the core's defaults suit."""
+        """Fine-tuning uses the usual transformer recipe (AdamW, linear warm-up and decay,
+        clipped gradients, few epochs, with a floor of 100 steps so that a labeled set of
+        tens of sentences is fitted: 4 epochs of 20 sentences would be 8 steps); the frozen
+        mode trains only the head, for which the core's defaults suit.
+
+        The learning rate follows the encoder's width, as ELECTRA's recipe does (Clark et
+        al. 2020, Table 7: small 3e-4, base 1e-4, large 5e-5): 1e-4 up to a hidden size of
+        :data:`SMALL_ENCODER_HIDDEN`, else BERT's 3e-5. MiniLM-L6 (384) at 3e-5 does not
+        fit 150-200 AG News sentences in 100 steps, and entropy then loses to random
+        (docs/nlp.md)."""
         if cls._mode(params, ctx) != "finetune":
             return {}
+        hidden = cls._hidden_size(params)
         return {
             "optimizer": "adamw",
-            "lr": 3e-5,
+            "lr": 1e-4 if 0 < hidden <= SMALL_ENCODER_HIDDEN else 3e-5,
             "weight_decay": 0.01,
             "epochs": 4,
             "min_steps": 100,
@@ -323,6 +351,15 @@ class Transformer(Backbone):
             "scheduler": "linear",
             "warmup_fraction": 0.1,
         }
+
+    @staticmethod
+    def _hidden_size(params: Any) -> int:
+        """The encoder's hidden size from its configuration (0 where it cannot be read)."""
+        try:
+            config = load_config(resolve_model(params.model, params.revision))
+        except AlscopeError:  # the preparation that ran before reports a model that cannot load
+            return 0
+        return hidden_size(config)
 
     @classmethod
     def prepare_dataset(cls, dataset: ALDataset, params: Any, ctx: PrepareContext) -> ALDataset:
@@ -337,15 +374,7 @@ class Transformer(Backbone):
             )
         resolved = resolve_model(params.model, params.revision)
         tokenizer = load_tokenizer(resolved)
-        from transformers import AutoConfig
-
-        try:
-            with _quiet_transformers():
-                config = AutoConfig.from_pretrained(
-                    resolved.source, revision=resolved.revision, local_files_only=resolved.local_only
-                )
-        except Exception as exc:
-            raise _load_error("configuration", resolved, exc) from None
+        config = load_config(resolved)
         mode = cls._mode(params, ctx)
         pooling = params.pooling
         if pooling == "auto":
@@ -360,7 +389,7 @@ class Transformer(Backbone):
             max_length = min(max_length, model_max)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-        hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "dim", 0))
+        hidden = hidden_size(config)
         extra = {
             "mode": mode,
             "source": resolved.source,

@@ -268,3 +268,25 @@ def test_the_embedding_store_embeds_each_text_once(
     prepare(other, tmp_path, model=str(tiny_model), mode="frozen")
     assert len(embedded) == 1
     assert len(list((tmp_path / "alscope-nlp" / "embeddings").glob("*.npz"))) == 1
+
+
+def test_fine_tuning_learning_rate_follows_the_encoders_width(tmp_path: Path, tiny_model: Path) -> None:
+    """Small encoders (MiniLM, hidden 384) under-fit at BERT's 3e-5 in the step floor, so
+    they get 1e-4; wide ones keep 3e-5; the frozen mode brings no recipe of its own."""
+    import json
+
+    ctx = PrepareContext(tmp_path, torch.device("cpu"), 256, 0)
+
+    def defaults(model: Path, mode: str = "finetune") -> dict:
+        return Transformer.training_defaults(
+            Transformer.Params.model_validate({"model": str(model), "mode": mode}), ctx
+        )
+
+    assert defaults(tiny_model)["lr"] == 1e-4  # hidden 32
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    config = json.loads((tiny_model / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps({**config, "hidden_size": 768, "num_attention_heads": 12}))
+    assert defaults(wide)["lr"] == 3e-5
+    assert defaults(wide)["min_steps"] == 100 and defaults(wide)["optimizer"] == "adamw"
+    assert defaults(tiny_model, "frozen") == {}
