@@ -187,16 +187,28 @@ def _load_error(what: str, resolved: ResolvedModel, exc: Exception) -> ModelErro
     return ModelError(f"the {what} of {resolved.source!r} cannot be loaded ({type(exc).__name__}: {message})")
 
 
-def load_tokenizer(resolved: ResolvedModel) -> Any:
-    from transformers import AutoTokenizer
-
+def _from_pretrained(auto_class: Any, what: str, resolved: ResolvedModel) -> Any:
+    """``auto_class.from_pretrained`` of the resolved model, failing as a one-line
+    :class:`ModelError` that names ``what`` could not be read."""
     try:
         with _quiet_transformers():
-            return AutoTokenizer.from_pretrained(
+            return auto_class.from_pretrained(
                 resolved.source, revision=resolved.revision, local_files_only=resolved.local_only
             )
     except Exception as exc:
-        raise _load_error("tokenizer", resolved, exc) from None
+        raise _load_error(what, resolved, exc) from None
+
+
+def load_tokenizer(resolved: ResolvedModel) -> Any:
+    from transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer, "tokenizer", resolved)
+
+
+def load_config(resolved: ResolvedModel) -> Any:
+    from transformers import AutoConfig
+
+    return _from_pretrained(AutoConfig, "configuration", resolved)
 
 
 _PRETRAINED: dict[str, nn.Module] = {}
@@ -286,19 +298,6 @@ def _note(message: str) -> None:
 
 
 # -- the backbone -------------------------------------------------------------------------------
-
-
-def load_config(resolved: ResolvedModel) -> Any:
-    """The model's transformers configuration (a :class:`ModelError` when it cannot be read)."""
-    from transformers import AutoConfig
-
-    try:
-        with _quiet_transformers():
-            return AutoConfig.from_pretrained(
-                resolved.source, revision=resolved.revision, local_files_only=resolved.local_only
-            )
-    except Exception as exc:
-        raise _load_error("configuration", resolved, exc) from None
 
 
 def hidden_size(config: Any) -> int:
