@@ -93,6 +93,9 @@ _KIND_ALIASES = {normalize(k): k for k in KINDS} | {
     "datasets": "dataset",
     "backbones": "backbone",
     "scenarios": "scenario",
+    "stop": "stopping",
+    "stoppingcriteria": "stopping",
+    "criteria": "stopping",
 }
 
 
@@ -101,13 +104,17 @@ def _kind(value: str | None) -> list[str]:
         return list(KINDS)
     kind = _KIND_ALIASES.get(normalize(value))
     if kind is None:
-        raise _fail(f"unknown kind {value!r}; accepted: strategies, datasets, backbones, scenarios")
+        raise _fail(
+            f"unknown kind {value!r}; accepted: strategies, datasets, backbones, scenarios, stopping"
+        )
     return [kind]
 
 
 @app.command("list")
 def list_components(
-    kind: Annotated[str | None, typer.Argument(help="strategies, datasets, backbones or scenarios")] = None,
+    kind: Annotated[
+        str | None, typer.Argument(help="strategies, datasets, backbones, scenarios or stopping")
+    ] = None,
 ) -> None:
     """List the registered components (name, summary, domain, providing distribution)."""
     registry = get_registry()
@@ -116,13 +123,16 @@ def list_components(
         table.add_column("name", no_wrap=True)
         if k == "strategy":
             table.add_column("family", no_wrap=True)
+        if k == "stopping":
+            table.add_column("paper", overflow="fold")
         for col in ("summary", "domain", "distribution"):
             table.add_column(col, overflow="fold")
         names = set(registry.names(k))  # type: ignore[arg-type]
         for spec in registry.specs(k):  # type: ignore[arg-type]
             shown = spec.name if spec.name in names else spec.qualified_name
             family = [spec.family or "-"] if k == "strategy" else []
-            table.add_row(shown, *family, spec.summary, ", ".join(spec.domains), spec.distribution)
+            paper = [spec.paper.split(": ")[0] or "-"] if k == "stopping" else []
+            table.add_row(shown, *family, *paper, spec.summary, ", ".join(spec.domains), spec.distribution)
         out.print(table)
 
 
@@ -169,6 +179,11 @@ def info(
             hooks_cls = getattr(target, "training_hooks", None)
             if hooks_cls is not None and target.training_hooks is not _base_hooks():
                 out.print("  adds training-time modules/losses through trainer hooks")
+        if k == "stopping":
+            from alscope.stopping import MEASURES
+
+            for measure in getattr(target, "measures", ()):
+                out.print(f"  reads {measure}: {MEASURES.get(measure, '(a plugin measure)')}")
         rows = target.parameter_table() if hasattr(target, "parameter_table") else []
         if rows:
             table = Table("parameter", "type", "default", "description", title_justify="left")
@@ -397,6 +412,45 @@ def _query_share_table(result: ExperimentResult) -> Table | None:
     return table
 
 
+def _stopping_table(result: ExperimentResult) -> Table | None:
+    """Where each stopping criterion fired (first cycle per trial), the accuracy there and
+    the labels it saves against the whole budget; None without criteria."""
+    from alscope.engine.stopping import first_stops
+
+    cfg = result.config
+    names = [c.name for c in cfg.stopping.criteria]
+    if not names:
+        return None
+    budget = cfg.n_initial + cfg.cycles * cfg.n_query
+    stops = first_stops(result.trials, [get_registry().resolve("stopping", n).name for n in names])
+    mode = "the first to fire ends a trial" if cfg.stopping.mode == "stop" else "recorded, budget run"
+    table = Table(
+        "criterion",
+        "fired in",
+        "labels at stop (per trial)",
+        "accuracy at stop",
+        "labels saved",
+        title=f"stopping ({mode}; budget {budget} labels)",
+        title_justify="left",
+    )
+    for name, per_trial in stops.items():
+        hits = [s for s in per_trial if s is not None]
+        table.add_row(
+            name,
+            f"{len(hits)}/{len(per_trial)} trials",
+            ", ".join(str(s[0]) if s is not None else "never" for s in per_trial),
+            f"{fmean(s[1] for s in hits):.4f}" if hits else "-",
+            f"{fmean(budget - s[0] for s in hits):.0f}" if hits else "-",
+        )
+    for t in result.trials:
+        if t.stopped is not None:
+            table.caption = (table.caption + "; " if table.caption else "") + (
+                f"trial {t.trial} stopped by {t.stopped['criterion']} at {t.stopped['n_labeled']} labels "
+                f"(cycle {t.stopped['cycle']})"
+            )
+    return table
+
+
 def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None:
     s = result.summary
     if as_json:
@@ -417,7 +471,11 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
         out.print_json(json.dumps(payload, default=str))
         return
     if quiet:
-        out.print(f"{result.run}: AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}")
+        stopped = [f"trial {t.trial} at {t.stopped['n_labeled']}" for t in result.trials if t.stopped]
+        out.print(
+            f"{result.run}: AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}"
+            + (f"; stopped early: {', '.join(stopped)}" if stopped else "")
+        )
         return
     cfg = result.config
     backbone = cfg.backbone.name if cfg.backbone else result.summary.get("backbone", "default")
@@ -431,6 +489,9 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
     shares = _query_share_table(result)
     if shares is not None:
         out.print(shares)
+    stopping = _stopping_table(result)
+    if stopping is not None:
+        out.print(stopping)
     interval = f" (95 % CI ± {s['aubc_ci95']:.4f})" if "aubc_ci95" in s else ""
     out.print(
         f"AUBC {s['aubc']:.4f} ± {s['aubc_std']:.4f}{interval}   final accuracy "
@@ -605,6 +666,26 @@ def run(
     sweep: Annotated[
         Path | None, typer.Option(help="sweep file: base config + grid/runs, run in turn")
     ] = None,
+    stop: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stop", help="stopping criterion (repeatable, or comma-separated; alscope list stopping)"
+        ),
+    ] = None,
+    stop_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stop-param",
+            help="criterion parameter key=value; with several criteria criterion.key=value",
+        ),
+    ] = None,
+    stop_mode: Annotated[
+        str | None,
+        typer.Option("--stop-mode", help="stop (default): end at the first that fires; record: log, run on"),
+    ] = None,
+    stop_set_size: Annotated[
+        int | None, typer.Option("--stop-set-size", help="unlabeled samples compared across cycles (2000)")
+    ] = None,
     resume: Annotated[str | None, typer.Option(help="resume an interrupted run by its id")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, one line per run")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
@@ -646,6 +727,8 @@ def run(
             "training.bias_correction": bias_correction,
             "tracking.uri": tracking_uri,
             "tracking.experiment": experiment,
+            "stopping.mode": stop_mode,
+            "stopping.stop_set_size": stop_set_size,
         }
         if milestones is not None:
             flat["training.milestones"] = _integers(milestones, "milestones", "--milestones 30,60")
@@ -673,6 +756,8 @@ def run(
                         f"--{kind} (or '{kind}:' in the config file), e.g. {example}"
                     )
                 _set(overrides, f"{kind}.params", _params(items, f"--{kind}-param"))
+        if stop is not None or stop_param:
+            _set(overrides, "stopping.criteria", _stopping_criteria(stop, stop_param, file_data))
         scenario_flags = {"openset": openset or None, "ood_rate": ood_rate, "imb_factor": imb_factor}
         implied: list[str] = []
         given_parts = {normalize(p) for p in composition_parts(scenario or "")}
@@ -810,6 +895,45 @@ def _run_members(configs: list[ExperimentConfig], quiet: bool, as_json: bool) ->
             )
     if failures:
         raise typer.Exit(1)
+
+
+def _stopping_criteria(
+    names: list[str] | None, items: list[str] | None, file_data: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``--stop`` names with their ``--stop-param`` values: ``key=value`` when one criterion
+    is given, ``criterion.key=value`` to pick one of several."""
+    given = _split(names)
+    if names is not None and not given:
+        raise ConfigError("--stop names nothing; give a criterion (alscope list stopping)")
+    if not given:  # --stop-param for the criteria of the config file
+        from_file = (file_data.get("stopping") or {}).get("criteria") or []
+        given = [c if isinstance(c, str) else str(c.get("name", "")) for c in from_file]
+    if not given:
+        raise ConfigError(
+            f"--stop-param {' '.join(items or [])} needs a criterion to apply to: name it with --stop, "
+            "e.g. --stop stabilizing_predictions --stop-param window=3"
+        )
+    registry = get_registry()
+    canonical = [registry.resolve("stopping", name).name for name in given]
+    params: dict[str, dict[str, Any]] = {name: {} for name in canonical}
+    for item in items or []:
+        key, value = parse_key_value(item, "--stop-param")
+        owner, dot, bare = key.rpartition(".")
+        if not dot:
+            if len(canonical) > 1:
+                raise ConfigError(
+                    f"--stop-param {item!r}: with several criteria say which one, e.g. "
+                    f"--stop-param {canonical[0]}.{key}=..."
+                )
+            params[canonical[0]][key] = value
+            continue
+        target = registry.resolve("stopping", owner).name
+        if target not in params:
+            raise ConfigError(
+                f"--stop-param {item!r} is for {target!r}, which is not among --stop {', '.join(canonical)}"
+            )
+        params[target][bare] = value
+    return [{"name": name, "params": params[name]} for name in canonical]
 
 
 def _alscope_method(name: str | None, uncertainty: str | None) -> str | None:

@@ -146,6 +146,25 @@ class TrackingConfig(_Model):
     experiment: str = Field(default="alscope", description="MLflow experiment name")
 
 
+class StoppingConfig(_Model):
+    """Stopping criteria (``alscope list stopping``) and what a firing one does."""
+
+    criteria: list[ComponentConfig] = Field(
+        default_factory=list, description="criteria by name with their parameters; none: run the budget"
+    )
+    mode: Literal["stop", "record"] = Field(
+        default="stop",
+        description="stop: end a trial at the first criterion that fires; record: log where each "
+        "fires and run the whole budget",
+    )
+    stop_set_size: int = Field(
+        default=2000,
+        ge=1,
+        description="the stop set: unlabeled samples drawn once per trial on which consecutive models "
+        "are compared (Bloodgood & Vijay-Shanker's 2,000; capped at the unlabeled pool)",
+    )
+
+
 def default_results_dir() -> Path:
     return Path(os.environ.get("ALSCOPE_RESULTS_DIR", "results"))
 
@@ -189,6 +208,7 @@ class ExperimentConfig(_Model):
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    stopping: StoppingConfig = Field(default_factory=StoppingConfig)
 
     def resolved_cache_dir(self) -> Path:
         env = os.environ.get("ALSCOPE_CACHE_DIR")

@@ -77,6 +77,18 @@ def alscope_register_scenarios() -> list[ComponentSpec]:
 
 
 @hookspec
+def alscope_register_stopping() -> list[ComponentSpec]:
+    """Return the stopping criteria this plugin provides.
+
+    :return: a list of :func:`~alscope.specs.StoppingSpec`. Each target must be a
+        subclass of :class:`alscope.stopping.StoppingCriterion`: it names the per-cycle
+        measures it reads (:data:`alscope.stopping.MEASURES`) and decides from their
+        history alone, so that a resumed run stops where the uninterrupted one would.
+    """
+    raise NotImplementedError
+
+
+@hookspec
 def alscope_claim_name(kind: str, name: str) -> dict[str, Any] | None:
     """Claim a name that no plugin registers, e.g. a local path or a hub id.
 
@@ -85,7 +97,7 @@ def alscope_claim_name(kind: str, name: str) -> dict[str, Any] | None:
     its generic transformer backbone, or a dataset plugin a file path. Must be cheap and
     must not import torch.
 
-    :param kind: ``"strategy"``, ``"dataset"``, ``"backbone"`` or ``"scenario"``.
+    :param kind: ``"strategy"``, ``"dataset"``, ``"backbone"``, ``"scenario"`` or ``"stopping"``.
     :param name: what the user typed.
     :return: None to decline, or ``{"name": <a registered name>, "params": {...}}``: the
         component to use and parameters that the user's own parameters override. The

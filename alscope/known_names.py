@@ -61,6 +61,7 @@ PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
         }.items()
     },
     "scenario": {},
+    "stopping": {},
 }
 
 

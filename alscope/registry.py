@@ -31,6 +31,7 @@ _HOOK_OF_KIND: dict[ComponentKind, str] = {
     "dataset": "alscope_register_datasets",
     "backbone": "alscope_register_backbones",
     "scenario": "alscope_register_scenarios",
+    "stopping": "alscope_register_stopping",
 }
 
 

@@ -31,7 +31,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,8 @@ ID_COLUMNS: tuple[str, ...] = (
 GROUP_COLUMNS: list[str] = ["dataset", "scenario", "backbone", "strategy"]
 
 _PAGE = 500
+#: prefix of the per-trial metric with the labeled count where a stopping criterion fired
+STOPPED_AT = "stopped_at/"
 _TAG_PARENT = "mlflow.parentRunId"
 
 
@@ -126,6 +128,7 @@ def load_trials(
 
     frames: list[pd.DataFrame] = []
     logged: set[str] = set()
+    stops: list[dict[str, Any]] = []
     for trial_run in trial_runs:
         logged.update(trial_run.data.metrics)
         tags = trial_run.data.tags
@@ -154,6 +157,11 @@ def load_trials(
         steps = sorted(set().union(*(c.keys() for c in columns.values())))
         if not steps:
             continue
+        stops.extend(
+            {"trial_run_id": trial_run.info.run_id, "criterion": key[len(STOPPED_AT) :], "n_stop": int(value)}
+            for key, value in trial_run.data.metrics.items()
+            if key.startswith(STOPPED_AT)
+        )
         frame = pd.DataFrame({"n_labeled": steps})
         for key, value in info.items():
             frame[key] = value
@@ -178,6 +186,12 @@ def load_trials(
     )
     # every metric the trials logged, for messages naming what a report could show
     df.attrs["logged_metrics"] = sorted(logged)
+    # where each stopping criterion first fired, per trial (runs with --stop)
+    df.attrs["stops"] = stops
+    df.attrs["stopping_criteria"] = sorted(
+        {k[len(STOPPED_AT) :] for k in logged if k.startswith(STOPPED_AT)}
+        | {k.split("/")[1] for k in logged if k.startswith("stop/") and k.endswith("/fired")}
+    )
     return df
 
 
@@ -287,6 +301,9 @@ class Report:
     aubc: pd.DataFrame
     trial_aubc: pd.DataFrame
     table: pd.DataFrame
+    #: per group and stopping criterion: trials it fired in, mean labeled count and
+    #: mean metric where it first fired (runs with stopping criteria; else empty)
+    stops: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def blocks(self) -> list[tuple[str, str]]:
         """The (dataset, scenario) pairs, in order."""
@@ -364,6 +381,16 @@ class Report:
                     align=["l", *("r" for _ in wide.columns)],
                 )
             )
+            block = self._stops_of(dataset, scenario)
+            if len(block):
+                parts.append("Where the stopping criteria fired (first cycle per trial):\n")
+                parts.append(
+                    _md_table(
+                        [*STOP_COLUMNS, f"{_md(self.metric)} at stop"],
+                        [[_md(c) for c in _stop_cells(r)] for r in block.itertuples(index=False)],
+                        align=["l", "l", "r", "r", "r"],
+                    )
+                )
         return "\n".join(parts)
 
     def plot(self, path: Path | str) -> list[Path]:
@@ -433,7 +460,34 @@ class Report:
             for label, values in zip(wide.index, wide.to_numpy().tolist(), strict=True):
                 curve.add_row(str(label), *(str(v) for v in values))
             tables.append(curve)
+            block = self._stops_of(dataset, scenario)
+            if len(block):
+                stopping = Table(title=f"{dataset} / {scenario}: where the stopping criteria fired")
+                for i, column in enumerate([*STOP_COLUMNS, f"{self.metric} at stop"]):
+                    stopping.add_column(column, justify="left" if i < 2 else "right")
+                for r in block.itertuples(index=False):
+                    stopping.add_row(*_stop_cells(r))
+                tables.append(stopping)
         return tables
+
+    def _stops_of(self, dataset: str, scenario: str) -> pd.DataFrame:
+        if self.stops.empty:
+            return self.stops
+        return self.stops[(self.stops["dataset"] == dataset) & (self.stops["scenario"] == scenario)]
+
+
+STOP_COLUMNS = ("strategy", "criterion", "fired in", "labels at stop")
+
+
+def _stop_cells(r: Any) -> list[str]:
+    """The cells of one stopping row: strategy, criterion, fired in, labels, metric."""
+    return [
+        str(r.label),
+        str(r.criterion),
+        f"{r.fired}/{r.n_trials}",
+        "never" if math.isnan(r.n_stop) else f"{r.n_stop:.0f}",
+        "-" if math.isnan(r.at_stop) else f"{r.at_stop:.4f}",
+    ]
 
 
 def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
@@ -513,7 +567,43 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
     wide = wide[sorted(wide.columns)]
     wide.columns.name = "n_labeled"
 
-    return Report(metric=metric, curves=curves, aubc=table, trial_aubc=trial_aubc, table=wide)
+    return Report(
+        metric=metric,
+        curves=curves,
+        aubc=table,
+        trial_aubc=trial_aubc,
+        table=wide,
+        stops=_stops(df, metric, keys),
+    )
+
+
+def _stops(df: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
+    """Per group and criterion: ``fired`` (trials), ``n_trials``, ``n_stop`` (mean labeled
+    count at the first firing) and ``at_stop`` (mean ``metric`` there)."""
+    criteria = df.attrs.get("stopping_criteria") or []
+    columns = [*keys, "criterion", "fired", "n_trials", "n_stop", "at_stop"]
+    if not criteria:
+        return pd.DataFrame(columns=columns)
+    fired = {(s["trial_run_id"], s["criterion"]): s["n_stop"] for s in df.attrs.get("stops", [])}
+    rows = []
+    for key, g in df.groupby(keys, sort=True):
+        trials = list(dict.fromkeys(g["trial_run_id"]))
+        for criterion in criteria:
+            hits = [(t, fired[(t, criterion)]) for t in trials if (t, criterion) in fired]
+            values = [
+                float(g.loc[(g["trial_run_id"] == t) & (g["n_labeled"] == n), metric].mean()) for t, n in hits
+            ]
+            rows.append(
+                {
+                    **dict(zip(keys, key, strict=True)),
+                    "criterion": criterion,
+                    "fired": len(hits),
+                    "n_trials": len(trials),
+                    "n_stop": float(np.mean([n for _, n in hits])) if hits else math.nan,
+                    "at_stop": float(np.nanmean(values)) if values else math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=columns)
 
 
 def build_report(

@@ -11,8 +11,8 @@ import importlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-ComponentKind = Literal["strategy", "dataset", "backbone", "scenario"]
-KINDS: tuple[ComponentKind, ...] = ("strategy", "dataset", "backbone", "scenario")
+ComponentKind = Literal["strategy", "dataset", "backbone", "scenario", "stopping"]
+KINDS: tuple[ComponentKind, ...] = ("strategy", "dataset", "backbone", "scenario", "stopping")
 Domain = Literal["tabular", "image", "text"]
 ALL_DOMAINS: tuple[Domain, ...] = ("tabular", "image", "text")
 
@@ -85,4 +85,10 @@ def BackboneSpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSp
 
 def ScenarioSpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:
     """Spec of a scenario (see :class:`alscope.scenarios.base.Scenario`)."""
+    return ComponentSpec(name=name, target=target, summary=summary, **kw)
+
+
+def StoppingSpec(name: str, target: str, summary: str, **kw: Any) -> ComponentSpec:
+    """Spec of a stopping criterion (see :class:`alscope.stopping.StoppingCriterion`);
+    ``needs`` lists the measures it reads."""
     return ComponentSpec(name=name, target=target, summary=summary, **kw)

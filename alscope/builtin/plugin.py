@@ -10,6 +10,7 @@ from typing import Any
 from alscope.builtin.specs_diversity import DIVERSITY_STRATEGIES
 from alscope.builtin.specs_model_based import MODEL_BASED_STRATEGIES
 from alscope.builtin.specs_settings import SETTING_STRATEGIES
+from alscope.builtin.specs_stopping import STOPPING_CRITERIA
 from alscope.builtin.specs_uncertainty import UNCERTAINTY_STRATEGIES
 from alscope.hookspecs import hookimpl
 from alscope.scenarios import composition_parts
@@ -151,6 +152,11 @@ def alscope_register_scenarios() -> list[ComponentSpec]:
             aliases=("composition", "compose"),
         ),
     ]
+
+
+@hookimpl
+def alscope_register_stopping() -> list[ComponentSpec]:
+    return list(STOPPING_CRITERIA)
 
 
 @hookimpl

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import secrets
 import time
@@ -28,6 +29,7 @@ from alscope.engine.device import resolve_device
 from alscope.engine.inference import compute_pool_view, infer
 from alscope.engine.metrics import aubc, ci95_halfwidth, classification_metrics, sample_std
 from alscope.engine.state import CycleRecord, RunState, TrialState, ensure_writable_folder, run_lock
+from alscope.engine.stopping import StopMonitor, resolve_criteria
 from alscope.engine.trainer import Trainer, UnderfitWarning, amp_enabled, fit_metrics, underfit_message
 from alscope.errors import (
     AlscopeError,
@@ -45,6 +47,7 @@ from alscope.scenarios.base import OOD, PreparedScenario, Scenario
 from alscope.scenarios.composed import ComposedScenario
 from alscope.specs import ComponentSpec
 from alscope.strategies.base import (
+    ScoringStrategy,
     SSLRequest,
     Strategy,
     has_proposal,
@@ -53,7 +56,7 @@ from alscope.strategies.base import (
 )
 from alscope.tracking import Tracker, dumps, make_tracker, tags_for
 
-_PURPOSES = {"initial": 0, "model": 1, "train": 2, "select": 3, "dataset": 4, "calibrate": 5}
+_PURPOSES = {"initial": 0, "model": 1, "train": 2, "select": 3, "dataset": 4, "calibrate": 5, "stop_set": 6}
 
 
 def derive_seed(seed: int, trial: int, cycle: int, purpose: str, member: int = 0) -> int:
@@ -114,6 +117,24 @@ class Components:
         self.backbone_cls: type[Backbone] | None = None
         if config.backbone is not None:
             self._resolve_backbone(config.backbone)
+        self.stopping = resolve_criteria(config.stopping, registry)
+        self._check_stopping_inputs()
+
+    def _check_stopping_inputs(self) -> None:
+        """Measures that only some settings have: refused before anything trains."""
+        for name, criterion in self.stopping:
+            if "val_accuracy" in criterion.measures and not self.config.training.validation_fraction:
+                raise ConfigError(
+                    f"stopping criterion {name!r} reads the validation accuracy: hold out part of the "
+                    "labeled set with --validation-fraction (e.g. 0.2)"
+                )
+            scoring = isinstance(self.make_strategy(), ScoringStrategy)
+            if "strategy_score" in criterion.measures and not scoring:
+                raise ConfigError(
+                    f"stopping criterion {name!r} reads the strategy's scores, but strategy "
+                    f"{self.strategy_spec.name!r} selects without per-sample scores; use it with a scoring "
+                    "strategy (entropy, margin, bald, ...) or choose overall_uncertainty"
+                )
 
     def _resolve(self, kind: Any, component: ComponentConfig) -> tuple[ComponentSpec, Any, dict[str, Any]]:
         """Spec, target class and parameters (a claimed name's implied ones, then the user's)."""
@@ -194,6 +215,7 @@ class Experiment:
         name = state.run if state is not None else _new_run_name(config)
         self.run_dir = run_dir or (config.results_dir / "runs" / name)
         self.state = state or RunState(run=name, config=json.loads(config.model_dump_json()))
+        self.stop_monitor = StopMonitor(self.components.stopping, config.stopping, self.run_dir)
 
     @classmethod
     def resume(cls, results_dir: Path, run: str, **kwargs: Any) -> Experiment:
@@ -481,6 +503,12 @@ class Experiment:
                 f"trial {trial} records {len(ts.acquisition_probs)} acquisition probabilities for "
                 f"{len(ts.labeled)} labeled samples; bias correction cannot continue this run"
             )
+        if ts.stopped is None:
+            self.stop_monitor.start_trial(
+                ts,
+                np.setdiff1d(prepared.candidates, np.asarray(ts.labeled, dtype=np.int64)),
+                derive_seed(cfg.seed, trial, 0, "stop_set"),
+            )
         ts.run_id = tracker.start_trial(self.state.parent_run_id, trial, tags, existing=ts.run_id)
         self.state.save(self.run_dir)
         self._reconcile_logging(ts, tracker)
@@ -499,7 +527,7 @@ class Experiment:
                 checkpoint = {"model": checkpoint, "modules": {}}
             model.load_state_dict(checkpoint["model"])
             module_states = checkpoint["modules"]
-        for cycle in range(ts.next_cycle, cfg.cycles + 1):
+        for cycle in range(ts.next_cycle if ts.stopped is None else cfg.cycles + 1, cfg.cycles + 1):
             labeled = np.asarray(ts.labeled, dtype=np.int64)
             targets[torch.from_numpy(labeled)] = torch.as_tensor(ts.labels, dtype=torch.long)
             # Samples the oracle answered "out of distribution" cost budget and stay labeled
@@ -556,13 +584,32 @@ class Experiment:
                     members, metrics["temperature"] = self._calibrate(members, dataset, held_out, targets)
                 metrics.update(self._evaluate(members, dataset))
             selected: np.ndarray = np.empty(0, dtype=np.int64)
+            probs: np.ndarray | None = None
+            scores: dict[str, float] = {}
             if cycle < cfg.cycles:
                 selected, sel_time, probs = self._select(
-                    strategy, members, dataset, prepared, labeled, ts, trial, cycle, hooks, modules
+                    strategy, members, dataset, prepared, labeled, ts, trial, cycle, hooks, modules, scores
                 )
+                metrics["selection_time"] = sel_time
+            if self.stop_monitor and members:
+                if "val_accuracy" in metrics:
+                    scores["val_accuracy"] = metrics["val_accuracy"]
+                verdict = self.stop_monitor.observe(
+                    ts,
+                    cycle,
+                    labeled,
+                    functools.partial(self._probs, list(members), dataset),
+                    len(dataset.pool),
+                    selected,
+                    scores,
+                    can_stop=cfg.stopping.mode == "stop" and cycle < cfg.cycles,
+                )
+                metrics.update(verdict.metrics)
+                if ts.stopped is not None:
+                    selected = np.empty(0, dtype=np.int64)  # the batch is not labeled
+            if len(selected):
                 if probs is not None:
                     ts.acquisition_probs.extend(float(q) for q in probs)
-                metrics["selection_time"] = sel_time
                 answers = prepared.oracle.label(selected)
                 for cls, count in zip(*np.unique(answers, return_counts=True), strict=True):
                     metrics[f"query_count/{'ood' if cls == OOD else int(cls)}"] = float(count)
@@ -578,10 +625,13 @@ class Experiment:
                     module_states = {name: m.state_dict() for name, m in modules.items()}
                 torch.save({"model": model.state_dict(), "modules": module_states}, warm_path)
             self.state.save(self.run_dir)
+            self.stop_monitor.forget_before(trial, cycle)
             self._log_cycle(ts, record, tracker)
             self.progress.cycle_end(trial, record)
+            if ts.stopped is not None:
+                break
         trial_aubc = _trial_aubc(ts)
-        tracker.log_metrics(ts.run_id, {"aubc": trial_aubc})
+        tracker.log_metrics(ts.run_id, {"aubc": trial_aubc, **self.stop_monitor.trial_summary(ts)})
         tracker.finish(ts.run_id)
         ts.done = True
         self.state.save(self.run_dir)
@@ -599,9 +649,11 @@ class Experiment:
         cycle: int,
         hooks: Any,
         modules: dict[str, Any],
+        scores: dict[str, float] | None = None,
     ) -> tuple[np.ndarray, float, np.ndarray | None]:
         """The validated selection, its time and, with bias correction, each pick's
-        acquisition probability."""
+        acquisition probability. With a stopping criterion that reads the strategy's
+        scores, their mean over the pool goes into ``scores`` (outside the timing)."""
         cfg = self.config
         name = self.components.strategy_spec.name
         unlabeled = _unlabeled(dataset, prepared, labeled)
@@ -628,6 +680,9 @@ class Experiment:
         )
         chosen = strategy.select(view, cfg.n_query, rng)
         selected = validate_selection(chosen, unlabeled, cfg.n_query, name)
+        if scores is not None and "strategy_score" in self.stop_monitor.needs:
+            assert isinstance(strategy, ScoringStrategy)  # checked with the configuration
+            scores["strategy_score"] = float(torch.as_tensor(strategy.score(view)).double().mean())
         probs = None
         if cfg.training.bias_correction != "none":
             proposal = strategy.proposal(view)
@@ -717,23 +772,34 @@ class Experiment:
 
     def _evaluate(self, members: list[Backbone], dataset: ALDataset) -> dict[str, float]:
         """Test metrics of the model, or of the ensemble's mean prediction."""
-        cfg = self.config
         indices = np.arange(len(dataset.test), dtype=np.int64)
-        probs = torch.stack(
-            [
-                infer(
-                    model,
-                    dataset.test,
-                    indices,
-                    device=self.device,
-                    batch_size=cfg.training.eval_batch_size,
-                    probs=True,
-                    amp=amp_enabled(cfg.training, self.device),
-                )["probs"]
-                for model in members
-            ]
-        ).mean(dim=0)
-        return classification_metrics(probs.numpy(), dataset.test.labels, dataset.n_classes)
+        probs = self._probs(members, dataset, indices, test=True)
+        return classification_metrics(probs, dataset.test.labels, dataset.n_classes)
+
+    def _probs(
+        self, members: list[Backbone], dataset: ALDataset, indices: np.ndarray, test: bool = False
+    ) -> np.ndarray:
+        """Class probabilities for pool (or test) indices: the model's, or the ensemble's mean."""
+        cfg = self.config
+        source = dataset.test if test else dataset.pool
+        return (
+            torch.stack(
+                [
+                    infer(
+                        model,
+                        source,
+                        indices,
+                        device=self.device,
+                        batch_size=cfg.training.eval_batch_size,
+                        probs=True,
+                        amp=amp_enabled(cfg.training, self.device),
+                    )["probs"]
+                    for model in members
+                ]
+            )
+            .mean(dim=0)
+            .numpy()
+        )
 
     def _log_cycle(self, ts: TrialState, record: CycleRecord, tracker: Tracker) -> None:
         # The artifact first (re-writing it is harmless): metrics in the store then prove

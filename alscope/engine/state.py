@@ -43,6 +43,10 @@ class TrialState:
     #: with training.bias_correction: each labeled sample's acquisition probability,
     #: aligned with ``labeled`` (PURE/LURE weights are recomputed from it every cycle)
     acquisition_probs: list[float] = field(default_factory=list)
+    #: with stopping criteria: the stop set (pool indices drawn once per trial), and where
+    #: a criterion ended the trial: its name, the cycle and the labeled count
+    stop_set: list[int] = field(default_factory=list)
+    stopped: dict[str, Any] | None = None
     run_id: str | None = None
     done: bool = False
 

@@ -21,6 +21,7 @@ from alscope.specs import (
     ComponentSpec,
     DatasetSpec,
     ScenarioSpec,
+    StoppingSpec,
     StrategySpec,
 )
 from alscope.strategies.uncertainty import EntropySampling, MarginSampling
@@ -169,6 +170,10 @@ def test_kinds_are_separate() -> None:
         @hookimpl
         def alscope_register_scenarios(self) -> list[ComponentSpec]:
             return [ScenarioSpec("thing", "alscope.scenarios.standard:StandardScenario", "s")]
+
+        @hookimpl
+        def alscope_register_stopping(self) -> list[ComponentSpec]:
+            return [StoppingSpec("thing", "alscope.stopping.criteria:StabilizingPredictions", "a criterion")]
 
     reg, caught = build({"p": Plugin()})
     assert plugin_warnings(caught) == []
