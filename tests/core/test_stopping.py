@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +373,31 @@ def test_a_criterion_reading_an_unknown_measure_is_refused(tmp_path: Path) -> No
     registry = Registry(plugins={"bad": _Plugin()})
     with pytest.raises(ConfigError, match="moon_phase"):
         Experiment(quick(tmp_path, stopping={"criteria": ["moon"]}), registry=registry)
+
+
+def test_report_says_where_each_criterion_fired(tmp_path: Path) -> None:
+    budget = {"name": "labelling_budget", "params": {"budget": 60}}
+    cfg = quick(
+        tmp_path,
+        cycles=3,
+        trials=2,
+        tracking={"enabled": True},
+        stopping={"criteria": [budget, "max_confidence"], "mode": "record"},
+    )
+    result = run_experiment(cfg)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(result.tracking_uri)
+    for trial in result.trials:
+        logged = client.get_run(trial.run_id).data.metrics
+        assert logged["stopped_at/labelling_budget"] == 80.0  # 60 added to the 20 initial
+        assert "stopped_at/max_confidence" not in logged  # never fired
+        history = client.get_metric_history(trial.run_id, "stop/labelling_budget/fired")
+        assert sorted(m.step for m in history) == [20, 50, 80, 110]
+    markdown = tmp_path / "report.md"
+    shown = runner.invoke(app, ["report", "--results-dir", str(tmp_path), "--markdown", str(markdown)])
+    assert shown.exit_code == 0, shown.output
+    assert "where the stopping criteria fired" in shown.output
+    text = " ".join(markdown.read_text().split())
+    assert re.search(r"\| entropy \| labelling_budget \| 2/2 \| 80 \| 0\.\d{4} \|", text)
+    assert "| entropy | max_confidence | 0/2 | never | - |" in text
