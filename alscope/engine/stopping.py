@@ -178,7 +178,7 @@ class StopMonitor:
         fd, tmp = tempfile.mkstemp(dir=self.run_dir, suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs type allow_pickle as the only keyword
             os.replace(tmp, self._path(trial, cycle))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
