@@ -104,9 +104,7 @@ def _kind(value: str | None) -> list[str]:
         return list(KINDS)
     kind = _KIND_ALIASES.get(normalize(value))
     if kind is None:
-        raise _fail(
-            f"unknown kind {value!r}; accepted: strategies, datasets, backbones, scenarios, stopping"
-        )
+        raise _fail(f"unknown kind {value!r}; accepted: strategies, datasets, backbones, scenarios, stopping")
     return [kind]
 
 
@@ -468,6 +466,17 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
                 "accuracy_std": std.tolist(),
             },
         }
+        if result.config.stopping.criteria:
+            from alscope.engine.stopping import first_stops
+
+            names = [get_registry().resolve("stopping", c.name).name for c in result.config.stopping.criteria]
+            payload["stopping"] = {
+                "stopped": [t.stopped for t in result.trials],
+                "first_fired": {
+                    name: [None if s is None else {"n_labeled": s[0], "accuracy": s[1]} for s in per_trial]
+                    for name, per_trial in first_stops(result.trials, names).items()
+                },
+            }
         out.print_json(json.dumps(payload, default=str))
         return
     if quiet:

@@ -401,3 +401,28 @@ def test_report_says_where_each_criterion_fired(tmp_path: Path) -> None:
     text = " ".join(markdown.read_text().split())
     assert re.search(r"\| entropy \| labelling_budget \| 2/2 \| 80 \| 0\.\d{4} \|", text)
     assert "| entropy | max_confidence | 0/2 | never | - |" in text
+
+
+def test_json_output_names_the_stops(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--results-dir",
+            str(tmp_path),
+            "--no-track",
+            "--min-steps",
+            "0",
+            "--cycles",
+            "3",
+            "--stop",
+            "labelling_budget",
+            "--stop-param",
+            "budget=20",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["stopping"]["stopped"] == [{"criterion": "labelling_budget", "cycle": 1, "n_labeled": 40}]
+    assert payload["stopping"]["first_fired"]["labelling_budget"][0]["n_labeled"] == 40
