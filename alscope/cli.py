@@ -410,17 +410,22 @@ def _query_share_table(result: ExperimentResult) -> Table | None:
     return table
 
 
+def _criterion_names(result: ExperimentResult) -> list[str]:
+    """The run's stopping criteria by their registered names (the config keeps them as typed),
+    which is how their metrics are logged."""
+    return [get_registry().resolve("stopping", c.name).name for c in result.config.stopping.criteria]
+
+
 def _stopping_table(result: ExperimentResult) -> Table | None:
     """Where each stopping criterion fired (first cycle per trial), the accuracy there and
     the labels it saves against the whole budget; None without criteria."""
     from alscope.engine.stopping import first_stops
 
     cfg = result.config
-    names = [c.name for c in cfg.stopping.criteria]
-    if not names:
+    if not cfg.stopping.criteria:
         return None
     budget = cfg.n_initial + cfg.cycles * cfg.n_query
-    stops = first_stops(result.trials, [get_registry().resolve("stopping", n).name for n in names])
+    stops = first_stops(result.trials, _criterion_names(result))
     mode = "the first to fire ends a trial" if cfg.stopping.mode == "stop" else "recorded, budget run"
     table = Table(
         "criterion",
@@ -469,12 +474,11 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
         if result.config.stopping.criteria:
             from alscope.engine.stopping import first_stops
 
-            names = [get_registry().resolve("stopping", c.name).name for c in result.config.stopping.criteria]
             payload["stopping"] = {
                 "stopped": [t.stopped for t in result.trials],
                 "first_fired": {
                     name: [None if s is None else {"n_labeled": s[0], "accuracy": s[1]} for s in per_trial]
-                    for name, per_trial in first_stops(result.trials, names).items()
+                    for name, per_trial in first_stops(result.trials, _criterion_names(result)).items()
                 },
             }
         out.print_json(json.dumps(payload, default=str))

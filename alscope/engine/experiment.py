@@ -122,13 +122,13 @@ class Components:
 
     def _check_stopping_inputs(self) -> None:
         """Measures that only some settings have: refused before anything trains."""
+        scoring = isinstance(self.make_strategy(), ScoringStrategy)
         for name, criterion in self.stopping:
             if "val_accuracy" in criterion.measures and not self.config.training.validation_fraction:
                 raise ConfigError(
                     f"stopping criterion {name!r} reads the validation accuracy: hold out part of the "
                     "labeled set with --validation-fraction (e.g. 0.2)"
                 )
-            scoring = isinstance(self.make_strategy(), ScoringStrategy)
             if "strategy_score" in criterion.measures and not scoring:
                 raise ConfigError(
                     f"stopping criterion {name!r} reads the strategy's scores, but strategy "

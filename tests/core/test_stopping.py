@@ -276,25 +276,24 @@ def test_resume_without_the_stop_set_file_fails_in_one_line(tmp_path: Path) -> N
 # -- the command line and plugins ---------------------------------------------------------------
 
 
+def quick_cli(tmp_path: Path, *args: str):
+    """``alscope run`` on digits with no tracking and no step floor, plus ``args``."""
+    return runner.invoke(
+        app, ["run", "--results-dir", str(tmp_path), "--no-track", "--min-steps", "0", *args]
+    )
+
+
 def test_cli_stop_runs_stop_early_and_says_why(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "--results-dir",
-            str(tmp_path),
-            "--no-track",
-            "--min-steps",
-            "0",
-            "--cycles",
-            "6",
-            "--n-query",
-            "30",
-            "--stop",
-            "labelling_budget",
-            "--stop-param",
-            "budget=30",
-        ],
+    result = quick_cli(
+        tmp_path,
+        "--cycles",
+        "6",
+        "--n-query",
+        "30",
+        "--stop",
+        "labelling_budget",
+        "--stop-param",
+        "budget=30",
     )
     assert result.exit_code == 0, result.output
     assert "trial 0 stopped by labelling_budget at 50 labels (cycle 1)" in result.output
@@ -404,23 +403,8 @@ def test_report_says_where_each_criterion_fired(tmp_path: Path) -> None:
 
 
 def test_json_output_names_the_stops(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "--results-dir",
-            str(tmp_path),
-            "--no-track",
-            "--min-steps",
-            "0",
-            "--cycles",
-            "3",
-            "--stop",
-            "labelling_budget",
-            "--stop-param",
-            "budget=20",
-            "--json",
-        ],
+    result = quick_cli(
+        tmp_path, "--cycles", "3", "--stop", "labelling_budget", "--stop-param", "budget=20", "--json"
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
