@@ -525,8 +525,44 @@ def _report_result(result: ExperimentResult, quiet: bool, as_json: bool) -> None
         out.print("MLflow: not tracked (--no-track)")
 
 
+def _command_line(ctx: typer.Context) -> str:
+    """The command as given, for the run's record (``alscope.command`` in MLflow): the
+    options set on the command line or from the environment, rebuilt from what was
+    parsed (``sys.argv`` is not the command when the app runs inside another program)."""
+    import shlex
+
+    parts = ["alscope", ctx.info_name or "run"]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        if getattr(source, "name", "") not in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        value = ctx.params.get(param.name)
+        opts = list(getattr(param, "opts", ()))
+        if not opts or not opts[0].startswith("-"):  # a positional argument
+            parts += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+            continue
+        flag = max(opts, key=len)
+        if getattr(param, "is_flag", False):
+            secondary = list(getattr(param, "secondary_opts", ()))
+            if value:
+                parts.append(flag)
+            elif secondary:
+                parts.append(max(secondary, key=len))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                parts += [flag, str(item)]
+        elif value is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
 def _execute(
-    config: ExperimentConfig | None, resume: str | None, results_dir: Path, quiet: bool, as_json: bool
+    config: ExperimentConfig | None,
+    resume: str | None,
+    results_dir: Path,
+    quiet: bool,
+    as_json: bool,
+    command: str | None = None,
 ) -> ExperimentResult:
     from alscope.engine.experiment import Experiment
 
@@ -540,7 +576,7 @@ def _execute(
             experiment = Experiment.resume(results_dir, resume, progress=progress)
         else:
             assert config is not None
-            experiment = Experiment(config, progress=progress)
+            experiment = Experiment(config, progress=progress, command=command)
         try:
             return experiment.run()
         except KeyboardInterrupt:
@@ -556,6 +592,7 @@ def _execute(
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def run(
+    ctx: typer.Context,
     strategy: Annotated[
         list[str] | None,
         typer.Option(
@@ -848,13 +885,13 @@ def run(
                 _apply_component_flag(cfg, "dataset", "samples_per_class", samples_per_class)
     except AlscopeError as exc:
         raise _fail(str(exc)) from None
-    _run_members(configs, quiet, as_json)
+    _run_members(configs, quiet, as_json, _command_line(ctx))
 
 
-def _run_members(configs: list[ExperimentConfig], quiet: bool, as_json: bool) -> None:
+def _run_members(configs: list[ExperimentConfig], quiet: bool, as_json: bool, command: str) -> None:
     if len(configs) == 1:
         try:
-            result = _execute(configs[0], None, configs[0].results_dir, quiet, as_json)
+            result = _execute(configs[0], None, configs[0].results_dir, quiet, as_json, command)
         except AlscopeError as exc:
             raise _fail(str(exc)) from None
         _report_result(result, quiet, as_json)
@@ -866,7 +903,7 @@ def _run_members(configs: list[ExperimentConfig], quiet: bool, as_json: bool) ->
         if not as_json:
             err.print(f"[bold][{i}/{len(configs)}][/bold] {label}")
         try:
-            result = _execute(cfg, None, cfg.results_dir, quiet, as_json)
+            result = _execute(cfg, None, cfg.results_dir, quiet, as_json, command)
         except AlscopeError as exc:
             err.print(f"[red]failed:[/red] {label}: {exc}")
             failures.append((label, str(exc)))
@@ -999,11 +1036,20 @@ def report(
     results_dir: Annotated[Path | None, typer.Option("--results-dir")] = None,
     metric: Annotated[
         str,
-        typer.Option(help="any logged metric: accuracy, macro_f1, balanced_accuracy, query_precision, ..."),
+        typer.Option(
+            help="any logged metric: accuracy, macro_f1, balanced_accuracy, query_precision, ...; "
+            "a comma list draws curves of each in --html (the first ranks)"
+        ),
     ] = "accuracy",
     csv: Annotated[Path | None, typer.Option(help="write the table as CSV")] = None,
     markdown: Annotated[Path | None, typer.Option(help="write the table as Markdown")] = None,
     png: Annotated[Path | None, typer.Option(help="write learning curves with std bands")] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="write one self-contained HTML page: curves, ranking, penalty matrix, costs, configs"
+        ),
+    ] = None,
     run_filter: Annotated[
         list[str] | None, typer.Option("--run", help="only these runs (id prefixes)")
     ] = None,
@@ -1016,21 +1062,24 @@ def report(
     from alscope.tracking import default_tracking_uri
 
     try:
+        metrics = [m.strip() for m in metric.split(",") if m.strip()]
+        if not metrics:
+            raise ConfigError("--metric is empty; give a logged metric such as accuracy")
         rdir = results_dir or Path(os.environ.get("ALSCOPE_RESULTS_DIR", "results"))
         uri = tracking_uri or default_tracking_uri(rdir)
         if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
             raise ConfigError(f"no MLflow store at {uri!r}; run an experiment first or pass --tracking-uri")
-        rep = summarize(
-            load_trials(
-                uri,
-                experiment,
-                run_filter=run_filter,
-                include_unfinished=include_unfinished,
-                # scenario metrics (query_precision, noisy_labels, ...) are read on request
-                metrics=tuple(dict.fromkeys([*DEFAULT_METRICS, metric])),
-            ),
-            metric=metric,
+        trials = load_trials(
+            uri,
+            experiment,
+            run_filter=run_filter,
+            include_unfinished=include_unfinished,
+            # scenario metrics (query_precision, noisy_labels, ...) are read on request
+            metrics=tuple(dict.fromkeys([*DEFAULT_METRICS, *metrics, "query_precision"])),
         )
+        # every metric is checked before anything is printed or written
+        reports = [summarize(trials, metric=m) for m in metrics]
+        rep = reports[0]
         for table in rep.rich_tables():
             out.print(table)
         if csv is not None:
@@ -1042,6 +1091,13 @@ def report(
             out.print(f"Markdown: {markdown}")
         if png is not None:
             out.print(f"PNG: {', '.join(map(str, rep.plot(png)))}")
+        if html is not None:
+            from alscope.report import load_configs
+            from alscope.report_html import write_html
+
+            configs = load_configs(uri, list(rep.runs["parent_run_id"]))
+            write_html(reports, html, experiment=experiment, tracking_uri=uri, configs=configs)
+            out.print(f"HTML: {html}")
     except AlscopeError as exc:
         raise _fail(str(exc)) from None
 

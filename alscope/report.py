@@ -40,7 +40,7 @@ import pandas as pd
 
 from alscope.engine.metrics import aubc, ci95_halfwidth, sample_std
 from alscope.errors import ConfigError, TrackingError
-from alscope.tracking import TAG_KIND, TAG_RUN, TAG_TRIAL
+from alscope.tracking import TAG_COMMAND, TAG_KIND, TAG_RUN, TAG_TRIAL
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
@@ -68,6 +68,11 @@ ID_COLUMNS: tuple[str, ...] = (
 GROUP_COLUMNS: list[str] = ["dataset", "scenario", "backbone", "strategy"]
 
 _PAGE = 500
+#: runs per bulk metric query, and the most points one query returns
+_BULK = 500
+_MAX_POINTS = 10_000_000
+#: prefix of the per-cycle metrics with the number of queried samples of each class
+QUERY_COUNT = "query_count/"
 #: prefix of the per-trial metric with the labeled count where a stopping criterion fired
 STOPPED_AT = "stopped_at/"
 _TAG_PARENT = "mlflow.parentRunId"
@@ -126,15 +131,17 @@ def load_trials(
     else:
         trial_runs = list(_search(client, tracking_uri, exp_id, trial_filter))
 
-    frames: list[pd.DataFrame] = []
+    kept: list[tuple[Any, dict[str, Any]]] = []
     logged: set[str] = set()
     stops: list[dict[str, Any]] = []
+    evaluated: dict[str, set[str]] = {}  # trial run id -> the stopping criteria it evaluated
+    runs: dict[str, dict[str, Any]] = {}
     for trial_run in trial_runs:
-        logged.update(trial_run.data.metrics)
         tags = trial_run.data.tags
         parent_id = tags.get(_TAG_PARENT)
         if parent_id and parent_id not in parents:
             continue  # the parent run was deleted
+        logged.update(trial_run.data.metrics)
         source = parents[parent_id].data.tags if parent_id else tags
         info = {
             "run": source.get(TAG_RUN, tags.get(TAG_RUN, "")),
@@ -146,38 +153,42 @@ def load_trials(
                 for kind in ("strategy", "dataset", "backbone", "scenario")
             },
         }
-        columns: dict[str, dict[int, float]] = {}
-        for name in metrics:
-            history = _call(
-                tracking_uri, "get_metric_history", client.get_metric_history, trial_run.info.run_id, name
-            )
-            # On duplicates at one step the latest write wins.
-            ordered = sorted(history, key=lambda m: (m.step, m.timestamp))
-            columns[name] = {int(m.step): float(m.value) for m in ordered}
+        kept.append((trial_run, info))
+        if parent_id and parent_id not in runs:
+            runs[parent_id] = _run_record(parents[parent_id], info)
+    # the classes each strategy queried, per cycle (query_count/<class>), for the composition
+    composition = sorted(k for k in logged if k.startswith(QUERY_COUNT))
+    keys = list(dict.fromkeys([*metrics, *composition]))
+    histories = {key: _histories(client, tracking_uri, [r.info.run_id for r, _ in kept], key) for key in keys}
+
+    table: dict[str, list[Any]] = {name: [] for name in ["n_labeled", *ID_COLUMNS[:-1], *keys]}
+    for trial_run, info in kept:
+        run_id = trial_run.info.run_id
+        columns = {name: histories[name].get(run_id, {}) for name in keys}
         steps = sorted(set().union(*(c.keys() for c in columns.values())))
         if not steps:
             continue
         stops.extend(
-            {"trial_run_id": trial_run.info.run_id, "criterion": key[len(STOPPED_AT) :], "n_stop": int(value)}
+            {"trial_run_id": run_id, "criterion": key[len(STOPPED_AT) :], "n_stop": int(value)}
             for key, value in trial_run.data.metrics.items()
             if key.startswith(STOPPED_AT)
         )
-        frame = pd.DataFrame({"n_labeled": steps})
+        evaluated[run_id] = _criteria_of(trial_run.data.metrics)
+        table["n_labeled"] += steps
         for key, value in info.items():
-            frame[key] = value
+            table[key] += [value] * len(steps)
         for name, values in columns.items():
-            frame[name] = [values.get(s, np.nan) for s in steps]
-        frames.append(frame)
+            table[name] += [values.get(s, np.nan) for s in steps]
 
-    if not frames:
+    if not table["n_labeled"]:
         what = "trials" if include_unfinished else "finished trials"
         scope = f" among runs matching {', '.join(run_filter)}" if run_filter else ""
         raise TrackingError(
             f"MLflow experiment {experiment!r} at {tracking_uri!r} holds no {what}{scope}; "
             f"run an experiment into it first (tracking.experiment={experiment!r})"
         )
-    df = pd.concat(frames, ignore_index=True)
-    df = df[[*ID_COLUMNS, *metrics]].copy()
+    df = pd.DataFrame(table)
+    df = df[[*ID_COLUMNS, *keys]].copy()
     df["trial"] = df["trial"].astype("int64")
     df["n_labeled"] = df["n_labeled"].astype("int64")
     df = df.sort_values(
@@ -188,11 +199,59 @@ def load_trials(
     df.attrs["logged_metrics"] = sorted(logged)
     # where each stopping criterion first fired, per trial (runs with --stop)
     df.attrs["stops"] = stops
-    df.attrs["stopping_criteria"] = sorted(
-        {k[len(STOPPED_AT) :] for k in logged if k.startswith(STOPPED_AT)}
-        | {k.split("/")[1] for k in logged if k.startswith("stop/") and k.endswith("/fired")}
-    )
+    # one record per experiment run: its command, pool size and resolved config (params)
+    reported = set(df["parent_run_id"])
+    df.attrs["runs"] = [r for pid, r in runs.items() if pid in reported]
+    df.attrs["stopping_criteria"] = sorted(set().union(*evaluated.values()) if evaluated else set())
+    df.attrs["trial_criteria"] = evaluated
     return df
+
+
+def _criteria_of(metrics: dict[str, float]) -> set[str]:
+    """The stopping criteria a trial evaluated: those it logged a verdict or a stop for."""
+    return {k[len(STOPPED_AT) :] for k in metrics if k.startswith(STOPPED_AT)} | {
+        k.split("/")[1] for k in metrics if k.startswith("stop/") and k.endswith("/fired")
+    }
+
+
+def _run_record(parent: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """What the report says about one experiment run besides its curves."""
+    n_pool = parent.data.metrics.get("n_pool")
+    return {
+        "run": info["run"],
+        "parent_run_id": parent.info.run_id,
+        **{kind: info[kind] for kind in ("strategy", "dataset", "backbone", "scenario")},
+        "status": parent.info.status,
+        "command": parent.data.tags.get(TAG_COMMAND, ""),
+        "n_pool": float(n_pool) if n_pool is not None else math.nan,
+        "params": dict(parent.data.params),
+    }
+
+
+def _histories(client: Any, uri: str, run_ids: list[str], key: str) -> dict[str, dict[int, float]]:
+    """``{run id: {step: value}}`` of one metric over many runs; on duplicate steps the
+    latest write wins.
+
+    A SQL-backed store answers one query per metric for all runs
+    (``get_metric_history_bulk``); ``MlflowClient`` has only the per-run call, which
+    costs one round trip per run and metric (seconds for a few hundred trials), so the
+    store is asked directly where it offers the bulk call, and per run otherwise.
+    """
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    found: dict[str, list[Any]] = {}
+    if callable(bulk):
+        for start in range(0, len(run_ids), _BULK):
+            chunk = run_ids[start : start + _BULK]
+            for m in _call(uri, "get_metric_history_bulk", bulk, chunk, key, max_results=_MAX_POINTS):
+                found.setdefault(m.run_id, []).append(m)
+    else:
+        for run_id in run_ids:
+            found[run_id] = list(_call(uri, "get_metric_history", client.get_metric_history, run_id, key))
+    return {
+        run_id: {int(m.step): float(m.value) for m in sorted(ms, key=lambda m: (m.step, m.timestamp))}
+        for run_id, ms in found.items()
+    }
 
 
 def _client(tracking_uri: str) -> Any:
@@ -200,6 +259,7 @@ def _client(tracking_uri: str) -> Any:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri[len("sqlite:///") :])
         if str(db) != ":memory:" and not db.is_file():
@@ -304,6 +364,21 @@ class Report:
     #: per group and stopping criterion: trials it fired in, mean labeled count and
     #: mean metric where it first fired (runs with stopping criteria; else empty)
     stops: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: per-trial values of the metric: ``dataset, scenario, label, trial, n_labeled, value``
+    trial_values: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: mean queried samples per class and cycle over trials: ``dataset, scenario, label,
+    #: n_labeled, cls, count`` (``cls`` as logged: a class index, or ``ood``)
+    composition: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: one row per experiment run: ``run, parent_run_id, strategy, dataset, backbone,
+    #: scenario, status, command, n_pool, params``
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: every per-cycle metric of every trial: ``dataset, scenario, label, trial_run_id,
+    #: n_labeled`` and one column per metric read (query precision and the like)
+    trial_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def penalty(self, alpha: float = 0.05) -> PenaltyMatrix:
+        """The pairwise penalty matrix over every (dataset, scenario) of this report."""
+        return penalty_matrix(self.trial_values, alpha=alpha)
 
     def blocks(self) -> list[tuple[str, str]]:
         """The (dataset, scenario) pairs, in order."""
@@ -323,9 +398,11 @@ class Report:
 
     # -- exports ---------------------------------------------------------------------
 
-    def to_csv(self, path: Path | str) -> tuple[Path, Path]:
-        """Write the tidy curves to ``path`` and the AUBC table to ``<stem>_aubc.csv``
-        beside it; returns both paths."""
+    def to_csv(self, path: Path | str) -> tuple[Path, ...]:
+        """Write the tidy curves to ``path``, and beside it the AUBC table with costs
+        (``<stem>_aubc.csv``), the pairwise penalty matrix with its ``wins`` column and
+        ``losses`` row (``<stem>_penalty.csv``) and, where the runs logged it, the queried
+        classes per cycle (``<stem>_composition.csv``); returns the files written."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         curves = self.curves.drop(columns=["label"]).copy()
@@ -335,7 +412,16 @@ class Report:
         table = self.aubc.drop(columns=["label"]).copy()
         table.insert(4, "metric", self.metric)
         table.to_csv(aubc_path, index=False)
-        return path, aubc_path
+        written = [path, aubc_path]
+        if self.aubc["label"].nunique() > 1:
+            penalty_path = path.with_name(f"{path.stem}_penalty.csv")
+            self.penalty().to_frame().to_csv(penalty_path, index_label="winner")
+            written.append(penalty_path)
+        if len(self.composition):
+            composition_path = path.with_name(f"{path.stem}_composition.csv")
+            self.composition.to_csv(composition_path, index=False)
+            written.append(composition_path)
+        return tuple(written)
 
     def to_markdown(self) -> str:
         """Per (dataset, scenario): a table of AUBC, selection time and trials, and a
@@ -353,6 +439,8 @@ class Report:
                         "95 % CI",
                         "selection time / cycle",
                         "train time / cycle",
+                        "selection time / trial",
+                        "train time / trial",
                         "trials",
                     ],
                     [
@@ -363,11 +451,13 @@ class Report:
                             _interval(r.aubc_mean, r.aubc_ci95),
                             _seconds(r.mean_selection_time),
                             _seconds(r.mean_train_time),
+                            _seconds(r.total_selection_time),
+                            _seconds(r.total_train_time),
                             str(r.n_trials),
                         ]
                         for r in rows.itertuples(index=False)
                     ],
-                    align=["r", "l", "r", "r", "r", "r", "r"],
+                    align=["r", "l", "r", "r", "r", "r", "r", "r", "r"],
                 )
             )
             parts.append(f"{_md(self.metric)} at each labeled count (mean ± std over trials):\n")
@@ -391,7 +481,73 @@ class Report:
                         align=["l", "l", "r", "r", "r"],
                     )
                 )
+            composition = self._composition_totals(dataset, scenario)
+            if len(composition):
+                parts.append("Queried samples per class, summed over cycles (mean over trials):\n")
+                parts.append(
+                    _md_table(
+                        ["strategy", *(_md(str(c)) for c in composition.columns)],
+                        [
+                            [_md(str(label)), *(f"{v:.1f}" for v in values)]
+                            for label, values in zip(
+                                composition.index, composition.to_numpy().tolist(), strict=True
+                            )
+                        ],
+                        align=["l", *("r" for _ in composition.columns)],
+                    )
+                )
+        if self.aubc["label"].nunique() > 1:
+            penalty = self.penalty()
+            frame = penalty.to_frame()
+            parts.append(
+                f"## Pairwise penalty matrix ({_md(self.metric)})\n\n"
+                f"Row i, column j: how often i beat j significantly (two-sided paired t-test over "
+                f"trials at level {penalty.alpha}, per labeled count; each of the "
+                f"{len(penalty.settings)} setting(s) adds at most 1). `wins`: row mean; `losses`: "
+                f"column mean.\n"
+            )
+            parts.append(
+                _md_table(
+                    ["winner \\ loser", *(_md(str(c)) for c in frame.columns)],
+                    [
+                        [_md(str(label)), *("" if not np.isfinite(v) else f"{v:.2f}" for v in values)]
+                        for label, values in zip(
+                            frame.index, frame.to_numpy(dtype=float).tolist(), strict=True
+                        )
+                    ],
+                    align=["l", *("r" for _ in frame.columns)],
+                )
+            )
+        if len(self.runs) and self.runs["command"].astype(bool).any():
+            parts.append("## Commands\n")
+            parts.append(
+                _md_table(
+                    ["run", "strategy", "dataset", "command"],
+                    [
+                        [
+                            _md(r.run),
+                            _md(r.strategy),
+                            _md(r.dataset),
+                            f"`{_md(r.command)}`" if r.command else "-",
+                        ]
+                        for r in self.runs.itertuples(index=False)
+                    ],
+                    align=["l", "l", "l", "l"],
+                )
+            )
         return "\n".join(parts)
+
+    def _composition_totals(self, dataset: str, scenario: str) -> pd.DataFrame:
+        """Strategy x class: queried samples summed over cycles, mean over trials."""
+        block = self.composition[
+            (self.composition["dataset"] == dataset) & (self.composition["scenario"] == scenario)
+        ]
+        if block.empty:
+            return pd.DataFrame()
+        wide = block.pivot_table(index="label", columns="cls", values="count", aggfunc="sum").fillna(0.0)
+        order = [label for label in self._block(dataset, scenario)[0]["label"] if label in wide.index]
+        columns = sorted(wide.columns, key=class_sort_key)
+        return wide.loc[order, columns]
 
     def plot(self, path: Path | str) -> list[Path]:
         """Learning curves with ±1 std bands: ``path`` itself when there is one dataset,
@@ -499,14 +655,17 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
     if metric not in df.columns:
         available = [c for c in df.columns if c not in ID_COLUMNS]
         raise ConfigError(f"metric {metric!r} is not in the trials; available: {', '.join(available)}")
+    # pandas deep-copies ``attrs`` into every derived frame: read them once, then drop them
+    meta = dict(df.attrs)
     df = df.copy()
+    df.attrs = {}
     backbones = df.groupby(["dataset", "scenario"])["backbone"].transform("nunique")
     df["label"] = np.where(backbones > 1, df["strategy"] + " [" + df["backbone"] + "]", df["strategy"])
     keys = [*GROUP_COLUMNS, "label"]
 
     valid = df.dropna(subset=[metric])
     if valid.empty:
-        logged = [m for m in df.attrs.get("logged_metrics", []) if m not in ("aubc",)]
+        logged = [m for m in meta.get("logged_metrics", []) if m not in ("aubc",)]
         close = difflib.get_close_matches(metric, logged, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         listed = f" (logged: {', '.join(logged)})" if logged else ""
@@ -545,6 +704,8 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
                 "aubc_ci95": ci95_halfwidth(values),
                 "mean_selection_time": _mean(g, "selection_time"),
                 "mean_train_time": _mean(g, "train_time"),
+                "total_selection_time": _total_per_trial(g, "selection_time"),
+                "total_train_time": _total_per_trial(g, "train_time"),
                 "n_trials": int(g["trial_run_id"].nunique()),
             }
         )
@@ -573,22 +734,38 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
         aubc=table,
         trial_aubc=trial_aubc,
         table=wide,
-        stops=_stops(df, metric, keys),
+        stops=_stops(df, meta, metric, keys),
+        trial_values=valid[["dataset", "scenario", "label", "trial", "n_labeled", metric]]
+        .rename(columns={metric: "value"})
+        .reset_index(drop=True),
+        composition=_composition(df, keys),
+        runs=pd.DataFrame(meta.get("runs") or [], columns=list(RUN_COLUMNS)),
+        trial_metrics=df[
+            ["dataset", "scenario", "label", "trial_run_id", "n_labeled"]
+            + [
+                c
+                for c in df.columns
+                if c not in ID_COLUMNS and c != "label" and not c.startswith(QUERY_COUNT)
+            ]
+        ].reset_index(drop=True),
     )
 
 
-def _stops(df: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
+def _stops(df: pd.DataFrame, meta: dict[str, Any], metric: str, keys: list[str]) -> pd.DataFrame:
     """Per group and criterion: ``fired`` (trials), ``n_trials``, ``n_stop`` (mean labeled
     count at the first firing) and ``at_stop`` (mean ``metric`` there)."""
-    criteria = df.attrs.get("stopping_criteria") or []
+    criteria = meta.get("stopping_criteria") or []
     columns = [*keys, "criterion", "fired", "n_trials", "n_stop", "at_stop"]
     if not criteria:
         return pd.DataFrame(columns=columns)
-    fired = {(s["trial_run_id"], s["criterion"]): s["n_stop"] for s in df.attrs.get("stops", [])}
+    fired = {(s["trial_run_id"], s["criterion"]): s["n_stop"] for s in meta.get("stops", [])}
+    evaluated: dict[str, set[str]] = meta.get("trial_criteria") or {}
     rows = []
     for key, g in df.groupby(keys, sort=True):
         trials = list(dict.fromkeys(g["trial_run_id"]))
         for criterion in criteria:
+            if evaluated and not any(criterion in evaluated.get(t, ()) for t in trials):
+                continue  # these runs did not use this criterion
             hits = [(t, fired[(t, criterion)]) for t in trials if (t, criterion) in fired]
             values = [
                 float(g.loc[(g["trial_run_id"] == t) & (g["n_labeled"] == n), metric].mean()) for t, n in hits
@@ -604,6 +781,172 @@ def _stops(df: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=columns)
+
+
+RUN_COLUMNS = (
+    "run",
+    "parent_run_id",
+    "strategy",
+    "dataset",
+    "backbone",
+    "scenario",
+    "status",
+    "command",
+    "n_pool",
+    "params",
+)
+
+
+def class_sort_key(name: Any) -> tuple[int, int, str]:
+    """Classes as ``query_count/<c>`` names them: indices in numeric order, ``ood`` last."""
+    text = str(name)
+    if text == "ood":
+        return (1, 0, text)
+    return (0, int(text), text) if text.isdigit() else (0, 1 << 30, text)
+
+
+def _total_per_trial(g: pd.DataFrame, column: str) -> float:
+    """The sum over cycles of ``column``, averaged over trials (NaN where never logged)."""
+    if column not in g.columns or g[column].isna().all():
+        return math.nan
+    return float(g.groupby("trial_run_id")[column].sum().mean())
+
+
+def _composition(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    columns = [c for c in df.columns if c.startswith(QUERY_COUNT)]
+    out = ["dataset", "scenario", "label", "n_labeled", "cls", "count"]
+    if not columns:
+        return pd.DataFrame(columns=out)
+    counted = df[df[columns].notna().any(axis=1)]
+    tidy = counted.melt(
+        id_vars=[*keys, "trial_run_id", "n_labeled"], value_vars=columns, var_name="cls", value_name="count"
+    )
+    tidy["cls"] = tidy["cls"].str.slice(len(QUERY_COUNT))
+    # a class a cycle did not query was not logged: it counts 0 in that trial's mean
+    tidy["count"] = tidy["count"].fillna(0.0)
+    mean = tidy.groupby([*keys, "n_labeled", "cls"], sort=True)["count"].mean().reset_index()
+    return mean[out]
+
+
+@dataclass
+class PenaltyMatrix:
+    """How often strategy ``i`` beat strategy ``j`` significantly (Ash et al., ICLR 2020;
+    Zhan et al., DeepAL+).
+
+    For each setting (dataset, scenario) and each labeled count, the trials of ``i`` and
+    ``j`` are paired by trial index (the same seed gives both the same initial set) and a
+    two-sided paired t-test on their differences runs at level ``alpha``; a significant
+    difference in ``i``'s favour adds ``1 / K`` to ``P[i, j]``, ``K`` the number of labeled
+    counts of that setting, so that each setting adds at most 1. A count where fewer than
+    2 trials pair up is no comparison; identical differences with no spread count as
+    significant when they are not zero. ``wins`` is the mean of ``P[i, j]`` over
+    ``j != i`` (higher is better) and ``losses`` the mean of ``P[i, j]`` over ``i != j``
+    (Ash et al.'s column average; lower is better).
+    """
+
+    matrix: pd.DataFrame
+    settings: list[tuple[str, str]]
+    alpha: float
+
+    @property
+    def wins(self) -> pd.Series:
+        return _off_diagonal_mean(self.matrix, axis=1)
+
+    @property
+    def losses(self) -> pd.Series:
+        return _off_diagonal_mean(self.matrix, axis=0)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The matrix with a ``wins`` column and a ``losses`` row."""
+        frame = self.matrix.copy()
+        frame["wins"] = self.wins
+        frame.loc["losses"] = [*self.losses, math.nan]
+        return frame
+
+
+def _off_diagonal_mean(matrix: pd.DataFrame, axis: int) -> pd.Series:
+    values = matrix.to_numpy(dtype=float).copy()
+    n = len(values)
+    np.fill_diagonal(values, np.nan)
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(values, axis=axis) if n > 1 else np.full(n, math.nan)
+    return pd.Series(mean, index=matrix.index if axis == 1 else matrix.columns)
+
+
+def penalty_matrix(trial_values: pd.DataFrame, alpha: float = 0.05) -> PenaltyMatrix:
+    """The pairwise penalty matrix (see :class:`PenaltyMatrix`) of per-trial values
+    ``dataset, scenario, label, trial, n_labeled, value`` (higher is better)."""
+    from scipy.stats import t as student_t
+
+    labels = sorted(trial_values["label"].unique()) if len(trial_values) else []
+    index = {label: i for i, label in enumerate(labels)}
+    total = np.zeros((len(labels), len(labels)))
+    settings: list[tuple[str, str]] = []
+    for (dataset, scenario), block in trial_values.groupby(["dataset", "scenario"], sort=True):
+        settings.append((str(dataset), str(scenario)))
+        # values[label, trial, count]; a label run twice averages its trials of one index
+        cube = block.pivot_table(
+            index="label", columns=["trial", "n_labeled"], values="value", aggfunc="mean"
+        )
+        trials = sorted(cube.columns.get_level_values(0).unique())
+        counts = sorted(cube.columns.get_level_values(1).unique())
+        full = pd.MultiIndex.from_product([trials, counts], names=["trial", "n_labeled"])
+        a = cube.reindex(columns=full).to_numpy(dtype=float).reshape(len(cube), len(trials), len(counts))
+        d = a[:, None] - a[None, :]  # (L, L, T, K): i minus j, paired by trial
+        n = np.sum(~np.isnan(d), axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, np.nansum(d, axis=2) / np.maximum(n, 1), np.nan)
+            sd = np.sqrt(np.nansum((d - mean[:, :, None]) ** 2, axis=2) / np.maximum(n - 1, 1))
+            tstat = mean / (sd / np.sqrt(n))
+            p = 2 * student_t.sf(np.abs(tstat), np.maximum(n - 1, 1))
+        significant = np.where(sd > 0, p < alpha, mean != 0)
+        beats = (n >= 2) & significant & (mean > 0)
+        rows = [index[label] for label in cube.index]
+        total[np.ix_(rows, rows)] += beats.sum(axis=2) / len(counts)
+    matrix = pd.DataFrame(
+        total, index=pd.Index(labels, name="winner"), columns=pd.Index(labels, name="loser")
+    )
+    return PenaltyMatrix(matrix=matrix, settings=settings, alpha=alpha)
+
+
+def load_configs(tracking_uri: str, parent_run_ids: Sequence[str]) -> dict[str, str]:
+    """The ``config.yaml`` artifact of each experiment run that has one (the resolved
+    config the run started with; ``alscope run --config`` takes it back)."""
+    import tempfile
+
+    client = _client(tracking_uri)
+    configs: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, run_id in enumerate(parent_run_ids):
+            try:
+                local = client.download_artifacts(run_id, "config.yaml", f"{tmp}/{i}")
+                configs[run_id] = Path(local).read_text(encoding="utf-8")
+            except Exception:  # a run without the artifact shows its params instead
+                continue
+    return configs
+
+
+def config_from_params(params: dict[str, str] | Any) -> str:
+    """A YAML rendering of a run's flattened params (``strategy.name: entropy``), nested
+    again; the stand-in where a run's ``config.yaml`` cannot be read."""
+    import yaml
+
+    nested: dict[str, Any] = {}
+    for key, text in sorted(dict(params or {}).items()):
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[leaf] = value
+    return yaml.safe_dump(nested, sort_keys=False) if nested else ""
 
 
 def build_report(

@@ -5,8 +5,9 @@ Layout in MLflow (what ``alscope report`` reads):
 * experiment: ``tracking.experiment`` (default ``alscope``);
 * one *parent* run per experiment run, tags ``alscope.kind=experiment``,
   ``alscope.run`` (the resumable run id), ``alscope.strategy``, ``alscope.dataset``,
-  ``alscope.backbone``, ``alscope.scenario``; params: the resolved config, flattened;
-  metrics: ``aubc`` (mean over trials), ``aubc_std``, ``final_accuracy``;
+  ``alscope.backbone``, ``alscope.scenario`` and, when started from the command line,
+  ``alscope.command`` (the command as typed); params: the resolved config, flattened;
+  metrics: ``aubc`` (mean over trials), ``aubc_std``, ``final_accuracy``, ``n_pool``;
   artifacts: ``config.yaml``, ``learning_curve.png``, ``summary.json``;
 * one nested run per trial (``mlflow.parentRunId``), tags ``alscope.kind=trial`` and
   ``alscope.trial``; per-cycle metrics with the labeled count as step (``accuracy``,
@@ -32,6 +33,8 @@ from alscope.errors import TrackingError
 TAG_KIND = "alscope.kind"
 TAG_RUN = "alscope.run"
 TAG_TRIAL = "alscope.trial"
+#: the command line that started an experiment run (``alscope run ...``), where one did
+TAG_COMMAND = "alscope.command"
 COMPONENT_TAGS = ("strategy", "dataset", "backbone", "scenario")
 
 

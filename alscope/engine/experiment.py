@@ -54,7 +54,7 @@ from alscope.strategies.base import (
     sequential_probabilities,
     validate_selection,
 )
-from alscope.tracking import Tracker, dumps, make_tracker, tags_for
+from alscope.tracking import TAG_COMMAND, Tracker, dumps, make_tracker, tags_for
 
 _PURPOSES = {"initial": 0, "model": 1, "train": 2, "select": 3, "dataset": 4, "calibrate": 5, "stop_set": 6}
 
@@ -202,8 +202,11 @@ class Experiment:
         progress: Progress | None = None,
         state: RunState | None = None,
         run_dir: Path | None = None,
+        command: str | None = None,
     ) -> None:
         self.config = config
+        #: the command line that started the run, tagged on its MLflow run (reports show it)
+        self.command = command
         self.registry = registry or get_registry()
         self.progress = progress or Progress()
         self.components = Components(config, self.registry)
@@ -369,6 +372,8 @@ class Experiment:
         if cfg.backbone is None and self.components.backbone_spec is not None:
             tags["alscope.backbone"] = self.components.backbone_spec.name
         tags["alscope.run"] = self.state.run
+        if self.command:
+            tags[TAG_COMMAND] = self.command
         params = cfg.to_flat_dict()
         params["backbone.resolved"] = tags["alscope.backbone"]
         self.state.parent_run_id = tracker.start_experiment(
@@ -419,7 +424,12 @@ class Experiment:
         if 0 not in tracker.logged_steps(self.state.parent_run_id, "aubc"):
             tracker.log_metrics(
                 self.state.parent_run_id,
-                {k: v for k, v in summary.items() if isinstance(v, float) and np.isfinite(v)},
+                # counts too (n_pool, n_test): the report's fraction-of-pool axis reads n_pool
+                {
+                    k: float(v)
+                    for k, v in summary.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                },
             )
         tracker.log_text(self.state.parent_run_id, dumps(summary), "summary.json")
         png = self.run_dir / "learning_curve.png"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.integrate import trapezoid
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
+
+# numpy >= 2 names it trapezoid; scipy.integrate's import would cost ``alscope report`` a second
+trapezoid = getattr(np, "trapezoid", None) or np.trapz  # type: ignore[attr-defined,unused-ignore]
 
 
 def sample_std(values: np.ndarray | list[float]) -> float:
@@ -47,6 +48,10 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, float]:
     """Accuracy, macro-F1, balanced accuracy, NLL, ECE and per-class accuracy (recall)."""
+    # imported here: ``alscope report`` reads the AUBC helpers of this module, and
+    # scikit-learn's import would cost it seconds
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
+
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
     pred = probs.argmax(axis=1)

@@ -139,7 +139,8 @@ def test_ranking_by_mean_aubc(report: Report) -> None:
 
 
 def test_csv_exports(report: Report, tmp_path: Path) -> None:
-    curves_path, aubc_path = report.to_csv(tmp_path / "out" / "cmp.csv")
+    curves_path, aubc_path, penalty_path, composition_path = report.to_csv(tmp_path / "out" / "cmp.csv")
+    assert penalty_path.name == "cmp_penalty.csv" and composition_path.name == "cmp_composition.csv"
     assert curves_path == tmp_path / "out" / "cmp.csv"
     assert aubc_path == tmp_path / "out" / "cmp_aubc.csv"
     curves = pd.read_csv(curves_path)
