@@ -52,6 +52,7 @@ from alscope.strategies.base import (
     Strategy,
     has_proposal,
     sequential_probabilities,
+    top_k,
     validate_selection,
 )
 from alscope.tracking import TAG_COMMAND, Tracker, dumps, make_tracker, tags_for
@@ -688,11 +689,20 @@ class Experiment:
             ensemble=members if len(members) > 1 else None,
             ssl_provider=lambda request: self._ssl_embeddings(request, prepared),
         )
-        chosen = strategy.select(view, cfg.n_query, rng)
+        wants_score = scores is not None and "strategy_score" in self.stop_monitor.needs
+        pool_scores = None
+        if wants_score and type(strategy).select is ScoringStrategy.select:
+            # the top-k selection itself: one scoring pass serves it and the stopping measure
+            pool_scores = strategy.score(view)
+            chosen = view.unlabeled[top_k(pool_scores.detach().float().cpu().numpy(), cfg.n_query, rng)]
+        else:
+            chosen = strategy.select(view, cfg.n_query, rng)
         selected = validate_selection(chosen, unlabeled, cfg.n_query, name)
-        if scores is not None and "strategy_score" in self.stop_monitor.needs:
+        if wants_score and scores is not None:
             assert isinstance(strategy, ScoringStrategy)  # checked with the configuration
-            scores["strategy_score"] = float(torch.as_tensor(strategy.score(view)).double().mean())
+            if pool_scores is None:
+                pool_scores = strategy.score(view)
+            scores["strategy_score"] = float(torch.as_tensor(pool_scores).double().mean())
         probs = None
         if cfg.training.bias_correction != "none":
             proposal = strategy.proposal(view)

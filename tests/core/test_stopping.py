@@ -216,6 +216,21 @@ def test_record_mode_logs_every_criterion_and_changes_nothing(tmp_path: Path) ->
     assert not set(b.stop_set) & set(b.labeled[:20])  # drawn from what was unlabeled
 
 
+def test_strategy_scores_are_computed_once_per_cycle(tmp_path: Path, monkeypatch) -> None:
+    """low_average_uncertainty reads the mean of the scores the top-k selection computes:
+    one scoring pass per cycle, not a second one for the stopping measure."""
+    from alscope.strategies.uncertainty import EntropySampling
+
+    calls = []
+    score = EntropySampling.score
+    monkeypatch.setattr(EntropySampling, "score", lambda self, view: calls.append(1) or score(self, view))
+    result = run_experiment(
+        quick(tmp_path, cycles=3, stopping={"criteria": ["low_average_uncertainty"], "mode": "record"})
+    )
+    assert len(calls) == 3  # the cycles that query
+    assert all("stop_measure/strategy_score" in c.metrics for c in result.trials[0].cycles[:3])
+
+
 def test_stop_mode_ends_the_trial_and_leaves_the_batch_unlabeled(tmp_path: Path) -> None:
     budget = {"name": "labelling_budget", "params": {"budget": 60}}
     result = run_experiment(quick(tmp_path, trials=2, stopping={"criteria": [budget]}))
