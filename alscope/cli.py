@@ -962,6 +962,14 @@ def _alscope_method(name: str | None, uncertainty: str | None) -> str | None:
         return mapped
     if uncertainty is not None and name is None:
         return ALSCOPE_UNCERTAINTY.get(normalize(uncertainty), uncertainty)
+    if uncertainty is not None:
+        # ALScope passes --uncertainty to every method but only Uncertainty reads it (its
+        # README runs `--method coremse --uncertainty Entropy`): accepted, with a note
+        warnings.warn(
+            f"--uncertainty {uncertainty} ignored: ALScope reads it only with --method Uncertainty, "
+            f"and strategy {name!r} takes no uncertainty measure",
+            stacklevel=1,
+        )
     return name
 
 
