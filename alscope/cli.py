@@ -146,7 +146,7 @@ def info(
     found = []
     for k in _kind(kind):
         try:
-            found.append((k, registry.resolve(k, name)))  # type: ignore[arg-type]
+            found.append((k, *registry.resolve_claimed(k, name)))  # type: ignore[arg-type]
         except UnknownComponentError:
             continue
         except AmbiguousComponentError as exc:
@@ -155,9 +155,12 @@ def info(
         suggestions = sorted({s for k in _kind(kind) for s in registry.suggest(k, name)})  # type: ignore[arg-type]
         hint = f"; did you mean {' or '.join(map(repr, suggestions))}?" if suggestions else ""
         raise _fail(f"no component named {name!r}{hint}")
-    for k, spec in found:
+    for k, spec, implied in found:
         out.print(f"[bold]{spec.name}[/bold]  ({k}, from {spec.distribution}, namespace {spec.namespace!r})")
         out.print(f"  {spec.summary}")
+        if implied:  # a claimed name (corelog, flcmi): the component with these parameters
+            given = ", ".join(f"{key}={value}" for key, value in implied.items())
+            out.print(f"  {name}: {spec.name} with {given}")
         if spec.paper:
             out.print(f"  paper: {spec.paper}")
         if spec.aliases:
