@@ -221,3 +221,26 @@ def test_alfa_mix_without_a_classifier_says_so() -> None:
     view.model = nn.Identity()
     with pytest.raises(alscope.errors.ModelError, match="classifier"):
         strategy("alfa_mix").query(view, 1, seed=0)
+
+
+# -- ALScope's command line --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_alscope_readme_command_runs_bemps(tmp_path: Any) -> None:
+    """ALScope's README line `--method coremse --uncertainty Entropy` runs BEMPS; the
+    --uncertainty that ALScope's coremse does not read is accepted with a note."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from alscope.cli import app
+
+    args = ["run", "--method", "coremse", "--uncertainty", "Entropy", "--n-initial", "20", "--n-query", "10"]
+    args += ["--cycle", "1", "--epochs", "2", "--n-drop", "3", "--threads", "1", "--no-track", "--json"]
+    result = CliRunner().invoke(app, [*args, "--results-dir", str(tmp_path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "--uncertainty Entropy ignored" in result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    assert payload["config"]["strategy"]["params"] == {"n_drop": 3}
+    assert payload["curve"]["n_labeled"] == [20, 30]
