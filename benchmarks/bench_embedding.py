@@ -1,4 +1,4 @@
-"""Speed and memory of ``bemps`` (CoreMSE, CoreLog), ``alfa_mix``, ``egl`` and ``cal``.
+"""Speed and memory of ``bemps`` (CoreMSE, CoreLog), ``alfa_mix``, ``egl``, ``cal`` and ``isal``.
 
     python benchmarks/bench_embedding.py                  # N = 10,000 and 50,000
     python benchmarks/bench_embedding.py --n 10000 --only bemps_mse
@@ -30,7 +30,7 @@ CLASSES = 10
 K = 10
 N_LABELED = 1000
 BUDGET = 500
-METHODS = ("bemps_mse", "bemps_log", "alfa_mix", "egl", "cal")
+METHODS = ("bemps_mse", "bemps_log", "alfa_mix", "egl", "cal", "isal")
 
 
 def make_view(method: str, n: int, seed: int) -> Any:

@@ -1,5 +1,5 @@
 """Specs of the strategies on gradients, embeddings and their interplay with the
-classifier (BEMPS, ALFA-Mix, EGL, CAL); no torch here."""
+classifier (BEMPS, ALFA-Mix, EGL, CAL, ISAL); no torch here."""
 
 from __future__ import annotations
 
@@ -49,6 +49,16 @@ EMBEDDING_STRATEGIES: list[ComponentSpec] = [
         aliases=("CAL", "ContrastiveAL", "ContrastiveActiveLearning"),
         paper="Margatina, Vernikos, Barrault & Aletras, EMNLP 2021: Active learning by acquiring "
         "contrastive examples",
+        needs=("probs", "embeddings", "labeled_embeddings", "labeled_probs"),
+        family="hybrid",
+    ),
+    StrategySpec(
+        "isal",
+        f"{_S}.isal:ISAL",
+        "largest influence on the labeled loss: LiSSA inverse-Hessian product on the last layer "
+        "dotted with each candidate's pseudo-labeled gradient",
+        aliases=("ISAL", "InfluenceSelection", "influence_selection"),
+        paper="Liu et al., ICCV 2021: Influence selection for active learning",
         needs=("probs", "embeddings", "labeled_embeddings", "labeled_probs"),
         family="hybrid",
     ),

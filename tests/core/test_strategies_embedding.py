@@ -244,3 +244,65 @@ def test_alscope_readme_command_runs_bemps(tmp_path: Any) -> None:
     payload = json.loads(result.stdout[result.stdout.index("{") :])
     assert payload["config"]["strategy"]["params"] == {"n_drop": 3}
     assert payload["curve"]["n_labeled"] == [20, 30]
+
+
+# -- ISAL ---------------------------------------------------------------------------
+
+
+def test_isal_lissa_and_influence_equal_autograd() -> None:
+    """The closed-form last-layer recursion equals the official one with autograd
+    Hessian-vector products (nn.Linear without bias), and the candidate scores equal
+    autograd's pseudo-labeled gradient dotted with s_test."""
+    from alscope.strategies.isal import influence_scores, lissa
+
+    torch.manual_seed(0)
+    clf = nn.Linear(5, 3, bias=False).double()
+    lab_h = torch.randn(8, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (8,))
+    lab_p = torch.softmax(clf(lab_h), dim=1).detach()
+    w = clf.weight
+    v = torch.autograd.grad(nn.functional.cross_entropy(clf(lab_h), y, reduction="sum"), w)[0]
+    order = np.array([[3, 1, 4, 1, 5, 0, 2], [7, 6, 5, 4, 3, 2, 1]])
+    total = torch.zeros_like(v)
+    for run in order:
+        est = v.clone()
+        for i in run.tolist():
+            (g,) = torch.autograd.grad(
+                nn.functional.cross_entropy(clf(lab_h[i : i + 1]), y[i : i + 1]), w, create_graph=True
+            )
+            (hv,) = torch.autograd.grad((g * est).sum(), w)
+            est = v + 0.9 * est - hv / 2.0
+        total += est
+    s_test = lissa(v, lab_p, lab_h, order, damp=0.1, scale=2.0)
+    assert torch.allclose(s_test, total / 2, rtol=1e-10)
+    h = torch.randn(6, 5, dtype=torch.float64)
+    p = torch.softmax(clf(h), dim=1).detach()
+    expected = []
+    for i in range(6):
+        yhat = p[i : i + 1].argmax(dim=1)
+        (g,) = torch.autograd.grad(nn.functional.cross_entropy(clf(h[i : i + 1]), yhat), w)
+        expected.append(float((g * s_test).sum()))
+    assert torch.allclose(influence_scores(s_test, p, h), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_isal_golden_prefers_the_candidate_that_fixes_the_labeled_loss() -> None:
+    """Labeled class-1 samples at h = (1, 0) are predicted 70/30 for class 0: the labeled
+    loss wants class 1 there. A candidate there pseudo-labeled 1 helps most, a confident
+    one a little, one off that direction (h = (0, 1)) not at all, and one pseudo-labeled 0
+    hurts."""
+    lab_h = np.tile([1.0, 0.0], (5, 1))
+    lab_p = np.tile([0.7, 0.3], (5, 1))
+    emb = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    probs = np.array([[0.6, 0.4], [0.4, 0.6], [0.001, 0.999], [0.5 + 1e-3, 0.5 - 1e-3]])
+    view = PoolView(
+        unlabeled=np.arange(10, 14),
+        labeled=np.arange(5),
+        n_classes=2,
+        labeled_targets=np.ones(5, dtype=np.int64),
+        probs=torch.tensor(probs, dtype=torch.float32),
+        embeddings=torch.tensor(emb, dtype=torch.float32),
+        labeled_embeddings=torch.tensor(lab_h, dtype=torch.float32),
+        labeled_probs=torch.tensor(lab_p, dtype=torch.float32),
+    )
+    assert strategy("isal").query(view, 4, seed=0).tolist() == [11, 12, 13, 10]
+    assert strategy("ISAL").query(view, 1, seed=1).tolist() == [11]
