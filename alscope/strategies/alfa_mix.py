@@ -113,17 +113,14 @@ class AlfaMix(Strategy):
         device = next(clf.parameters()).device
         z = as_tensor(view.require("embeddings", who), device)
         lab = as_tensor(view.require("labeled_embeddings", who), device)
+        if not len(lab):
+            raise ModelError(f"strategy {who!r} needs labeled samples for its class anchors")
         known = view.labeled_known(who)
-        if not len(known):  # every labeled answer was out-of-distribution
-            known = np.arange(len(lab))
-        targets = (
-            np.asarray(view.labeled_targets)[known]
-            if len(known) and view.labeled_targets is not None
-            else None
-        )
-        if targets is None or not len(lab):
-            raise ModelError(f"strategy {who!r} needs labeled samples with their targets")
-        anchors = class_anchors(lab[torch.from_numpy(known).to(device)], targets, view.n_classes)
+        if len(known):
+            targets = np.asarray(view.labeled_targets)[known]
+            anchors = class_anchors(lab[torch.from_numpy(known).to(device)], targets, view.n_classes)
+        else:  # every labeled answer was out-of-distribution: one anchor, their mean
+            anchors = lab.mean(dim=0).repeat(view.n_classes, 1)
         step = max(1, BLOCK_ELEMENTS // max(1, z.shape[1] + view.n_classes))
         candidate = torch.zeros(len(z), dtype=torch.bool, device=device)
         cap, n_steps = 0.0, 0

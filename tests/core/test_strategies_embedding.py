@@ -306,3 +306,11 @@ def test_isal_golden_prefers_the_candidate_that_fixes_the_labeled_loss() -> None
     )
     assert strategy("isal").query(view, 4, seed=0).tolist() == [11, 12, 13, 10]
     assert strategy("ISAL").query(view, 1, seed=1).tolist() == [11]
+
+
+def test_alfa_mix_with_only_ood_answers_uses_one_anchor() -> None:
+    from alscope.scenarios.base import OOD
+
+    view = alfa_view(np.array([[0.05, 1.0], [3.0, 1.0], [-3.0, 1.0]]))
+    view.labeled_targets = np.full(4, OOD)
+    assert len(strategy("alfa_mix").query(view, 2, seed=0)) == 2
