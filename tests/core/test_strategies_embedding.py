@@ -166,7 +166,7 @@ def test_cal_golden_picks_the_contrastive_example() -> None:
         labeled_probs=torch.tensor(lab_p, dtype=torch.float32),
     )
     assert strategy("cal", n_neighbors=2).query(view, 1, seed=0).tolist() == [0]
-    assert strategy("CAL", n_neighbors=2).query(view, 2, seed=0).tolist() == [0, 2]
+    assert strategy("CAL", n_neighbors=2).query(view, 4, seed=0).tolist() == [0, 2, 3, 1]
 
 
 # -- ALFA-Mix -----------------------------------------------------------------------
