@@ -39,11 +39,13 @@ def __getattr__(name: str) -> Any:
 
 
 def get_strategy(name: str, **params: Any) -> Any:
-    """A strategy instance by (any accepted spelling of) its name, for library use."""
+    """A strategy instance by (any accepted spelling of) its name, for library use; a
+    claimed name (``corelog``, ``flcmi``) brings its implied parameters, which ``params``
+    override."""
     from alscope.registry import get_registry
 
     registry = get_registry()
-    spec = registry.resolve("strategy", name)
-    strategy = spec.load()(params)
+    spec, implied = registry.resolve_claimed("strategy", name)
+    strategy = spec.load()({**implied, **params})
     strategy.component_name = spec.name
     return strategy

@@ -146,7 +146,7 @@ def info(
     found = []
     for k in _kind(kind):
         try:
-            found.append((k, registry.resolve(k, name)))  # type: ignore[arg-type]
+            found.append((k, *registry.resolve_claimed(k, name)))  # type: ignore[arg-type]
         except UnknownComponentError:
             continue
         except AmbiguousComponentError as exc:
@@ -155,9 +155,12 @@ def info(
         suggestions = sorted({s for k in _kind(kind) for s in registry.suggest(k, name)})  # type: ignore[arg-type]
         hint = f"; did you mean {' or '.join(map(repr, suggestions))}?" if suggestions else ""
         raise _fail(f"no component named {name!r}{hint}")
-    for k, spec in found:
+    for k, spec, implied in found:
         out.print(f"[bold]{spec.name}[/bold]  ({k}, from {spec.distribution}, namespace {spec.namespace!r})")
         out.print(f"  {spec.summary}")
+        if implied:  # a claimed name (corelog, flcmi): the component with these parameters
+            given = ", ".join(f"{key}={value}" for key, value in implied.items())
+            out.print(f"  {name}: {spec.name} with {given}")
         if spec.paper:
             out.print(f"  paper: {spec.paper}")
         if spec.aliases:
@@ -999,6 +1002,14 @@ def _alscope_method(name: str | None, uncertainty: str | None) -> str | None:
         return mapped
     if uncertainty is not None and name is None:
         return ALSCOPE_UNCERTAINTY.get(normalize(uncertainty), uncertainty)
+    if uncertainty is not None:
+        # ALScope passes --uncertainty to every method but only Uncertainty reads it (its
+        # README runs `--method coremse --uncertainty Entropy`): accepted, with a note
+        warnings.warn(
+            f"--uncertainty {uncertainty} ignored: ALScope reads it only with --method Uncertainty, "
+            f"and strategy {name!r} takes no uncertainty measure",
+            stacklevel=1,
+        )
     return name
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 # normalised name -> (canonical name, the distribution that registers it)
 PROVIDED_ELSEWHERE: dict[str, dict[str, tuple[str, str]]] = {
-    # no strategy distribution besides the core exists yet; names that ALScope or DeepAL+
-    # users bring for strategies alscope lacks (alphamix, coremse) stay "unknown" with
-    # the closest installed names, rather than pointing at a plugin nobody can install
+    # no strategy distribution besides the core exists yet: the core installs the names
+    # ALScope and DeepAL+ users bring (coremse and corelog are BEMPS, AlphaMixSampling is
+    # alfa_mix); a name nobody installs stays "unknown" with the closest installed names,
+    # rather than pointing at a plugin nobody can install
     "strategy": {},
     "dataset": {
         name: (canonical, "alscope-cv")

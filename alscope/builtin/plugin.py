@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from alscope.builtin.specs_diversity import DIVERSITY_STRATEGIES
+from alscope.builtin.specs_embedding import CORELOG_NAMES, EMBEDDING_STRATEGIES
 from alscope.builtin.specs_model_based import MODEL_BASED_STRATEGIES
 from alscope.builtin.specs_settings import SETTING_STRATEGIES
 from alscope.builtin.specs_stopping import STOPPING_CRITERIA
@@ -66,6 +67,7 @@ def alscope_register_strategies() -> list[ComponentSpec]:
         *DIVERSITY_STRATEGIES,
         *MODEL_BASED_STRATEGIES,
         *SETTING_STRATEGIES,
+        *EMBEDDING_STRATEGIES,
     ]
 
 
@@ -163,11 +165,14 @@ def alscope_register_stopping() -> list[ComponentSpec]:
 def alscope_claim_name(kind: str, name: str) -> dict[str, Any] | None:
     """``--scenario openset+imbalanced``: the composed scenario of the named parts (checked,
     ordered and given their parameters by ``alscope.scenarios.composed``). ``--strategy
-    flcmi`` / ``logdetcmi``: SIMILAR with that function (the paper's names)."""
+    flcmi`` / ``logdetcmi``: SIMILAR with that function (the paper's names). ``--strategy
+    corelog`` (ALScope, BEMPS): BEMPS with the log score."""
     if kind == "strategy":
         function = name.lower().replace("-", "").replace("_", "")
         if function in ("flcmi", "logdetcmi"):
             return {"name": "similar", "params": {"function": function}}
+        if function in CORELOG_NAMES:
+            return {"name": "bemps", "params": {"score": "log"}}
         return None
     if kind != "scenario":
         return None

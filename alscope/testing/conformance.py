@@ -103,7 +103,8 @@ def make_pool_view(
         mc_samples: ``K`` of ``mc_probs`` ``(U, K, C)``; default
             ``requirements.mc_samples`` (no MC samples when that is 0).
         model: what ``view.model`` holds when ``requirements.model`` is set; default a
-            small untrained MLP over ``dim`` features in eval mode.
+            small untrained MLP over ``dim`` features in eval mode whose penultimate
+            width is ``dim`` too, so that its ``classifier`` takes the view's embeddings.
         n_ood_labeled: labeled samples the oracle answered "out of distribution"
             (``labeled_targets == OOD``, an open-set pool); their embeddings come from a
             cluster of their own.
@@ -173,7 +174,7 @@ def _small_model(dim: int, n_classes: int, seed: int) -> Any:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = MLP(InputSpec("vector", (dim,)), n_classes, MLP.Params(hidden_sizes=[32]))
+        model = MLP(InputSpec("vector", (dim,)), n_classes, MLP.Params(hidden_sizes=[dim]))
     return model.eval()
 
 

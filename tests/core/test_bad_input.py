@@ -70,7 +70,6 @@ CASES: list[tuple[str, list[str], Setup, str]] = [
     ("unknown calibrate", ["--calibrate", "platt"], nothing, "calibrate"),
     ("unknown bias correction", ["--bias-correction", "ipw"], nothing, "bias"),
     ("unknown uncertainty", ["--method", "uncertainty", "--uncertainty", "maxent"], nothing, "uncertainty"),
-    ("strategy from ALScope not built", ["--method", "coremse"], nothing, "unknown strategy"),
     ("namespace unknown", ["--strategy", "nosuch:entropy"], nothing, "namespace"),
     ("empty strategy", ["--strategy", ""], nothing, "strategy"),
     (

@@ -531,8 +531,27 @@ def test_names_provided_elsewhere_are_what_those_distributions_register() -> Non
 
 
 def test_names_of_strategies_alscope_lacks_are_unknown_with_suggestions() -> None:
-    """ALScope's --method coremse has no home yet: unknown, not "install a plugin"."""
+    """A strategy name nobody installs is unknown with the closest names, not "install a
+    plugin"."""
     with pytest.raises(UnknownComponentError) as info:
-        get_registry().resolve("strategy", "coremse")
+        get_registry().resolve("strategy", "coresett")
     assert "plugin" not in str(info.value)
     assert "coreset" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "canonical", "params"),
+    [
+        ("coremse", "bemps", {}),
+        ("CoreMSE", "bemps", {}),
+        ("corelog", "bemps", {"score": "log"}),
+        ("CoreLog", "bemps", {"score": "log"}),
+        ("AlphaMixSampling", "alfa_mix", {}),
+        ("alphamix", "alfa_mix", {}),
+    ],
+)
+def test_alscope_names_once_missing_are_installed(name: str, canonical: str, params: dict[str, Any]) -> None:
+    """ALScope's --method coremse / corelog / AlphaMixSampling resolve to the core's BEMPS and
+    ALFA-Mix (corelog with the log score)."""
+    spec, implied = get_registry().resolve_claimed("strategy", name)
+    assert (spec.name, implied) == (canonical, params)
