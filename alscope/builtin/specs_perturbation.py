@@ -1,0 +1,32 @@
+"""Specs of the perturbation strategies: the model is run on perturbed inputs or
+weights (no torch here)."""
+
+from __future__ import annotations
+
+from alscope.specs import ComponentSpec, StrategySpec
+
+_S = "alscope.strategies"
+_NEEDS = ("model", "pool_inputs")
+
+PERTURBATION_STRATEGIES: list[ComponentSpec] = [
+    StrategySpec(
+        "adversarial_bim",
+        f"{_S}.adversarial:AdversarialBIM",
+        "smallest sign-gradient (BIM) input perturbation that flips the predicted label, batched",
+        aliases=("AdversarialBIM", "BIMSampling", "BIM", "adversarial_bim_sampling"),
+        paper="Kurakin, Goodfellow & Bengio, ICLR 2017 workshop: Adversarial examples in the "
+        "physical world (BIM); as DeepAL's AdversarialBIM",
+        needs=_NEEDS,
+        family="perturbation",
+    ),
+    StrategySpec(
+        "dfal",
+        f"{_S}.adversarial:DFAL",
+        "smallest DeepFool input perturbation that flips the predicted label, batched",
+        aliases=("DFAL", "AdversarialDeepFool", "DeepFool", "DeepFoolSampling", "adversarial_deepfool"),
+        paper="Ducoffe & Precioso, 2018: Adversarial active learning for deep networks: a margin "
+        "based approach",
+        needs=_NEEDS,
+        family="perturbation",
+    ),
+]
