@@ -30,3 +30,14 @@ PERTURBATION_STRATEGIES: list[ComponentSpec] = [
         family="perturbation",
     ),
 ]
+PERTURBATION_STRATEGIES.append(
+    StrategySpec(
+        "noise_stability",
+        f"{_S}.noise_stability:NoiseStability",
+        "greedy k-center over softmax deviations under weight noise scaled to each layer's norm",
+        aliases=("NoiseStability", "NoiseStabilitySampling", "noise_stability_sampling"),
+        paper="Li et al., AAAI 2024: Deep active learning via noise stability",
+        needs=_NEEDS,
+        family="perturbation",
+    )
+)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from alscope.models.base import BackboneOutput
 from alscope.models.mlp import MLP
 from alscope.strategies.adversarial import bim_distances, deepfool_distances
 from alscope.strategies.base import PoolInputs, PoolView, Requirements
+from alscope.strategies.noise_stability import add_weight_noise, deviation_features, noisy_weights
 
 
 class Linear(nn.Module):
@@ -202,3 +204,52 @@ def test_engine_view_yields_the_unlabeled_eval_inputs_in_order() -> None:
     assert torch.equal(got, 2 * x[unlabeled])
     assert [len(b) for b in view.input_batches("t", 3)] == [3, 2]
     assert view.probs is None and view.model is not None
+
+
+# -- noise_stability -------------------------------------------------------------------------
+
+
+def test_weight_noise_has_the_relative_norm_of_noise_scale() -> None:
+    model = small_mlp(6, 3)
+    before = [w.detach().clone() for w in noisy_weights(model)]
+    add_weight_noise(noisy_weights(model), 0.01, torch.Generator().manual_seed(0))
+    for w0, w in zip(before, noisy_weights(model), strict=True):
+        assert float((w.detach() - w0).norm() / w0.norm()) == pytest.approx(0.01, rel=1e-4)
+    assert len(before) == 2  # the hidden layer and the classifier; biases stay
+
+
+def test_noise_stability_takes_the_unstable_samples_and_skips_duplicates() -> None:
+    """Uncertain samples (near the boundary) move most under weight noise; once one copy
+    of a repeated uncertain sample is taken, its duplicates are at distance 0 and the next
+    pick is the other uncertain sample, not a duplicate."""
+    model = Linear(torch.tensor([[-3.0, 0, 0], [3.0, 0, 0]]), torch.zeros(2))
+    rng = np.random.default_rng(0)
+    confident = np.c_[rng.choice([-2.0, 2.0], 20), rng.normal(0, 1, (20, 2))]
+    uncertain = np.array([[0.01, 1.0, 1.0]] * 3 + [[-0.02, -1.0, 0.5]])
+    x = torch.tensor(np.r_[confident, uncertain], dtype=torch.float32)
+    view = PoolView.from_arrays(inputs=x, model=model, n_classes=2)
+    picked = select("noise_stability", view, 2, n_sampling=20, noise_scale=0.05)
+    assert 23 in picked and len(set(picked.tolist()) & {20, 21, 22}) == 1
+
+
+def test_noise_stability_features_match_a_direct_computation() -> None:
+    model = small_mlp(5, 3, seed=1).eval()
+    x = torch.randn(30, 5, generator=torch.Generator().manual_seed(0))
+    view = PoolView.from_arrays(inputs=x, model=model, n_classes=3, batch_size=7)
+    got = deviation_features(model, view, "t", 4, 0.05, 123, None)
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        p = torch.softmax(model(x).logits, 1)
+        ref = []
+        for _ in range(4):
+            noisy = copy.deepcopy(model)
+            for m in noisy.modules():
+                if isinstance(getattr(m, "weight", None), nn.Parameter):
+                    z = torch.randn(m.weight.shape, generator=g)
+                    m.weight += z * 0.05 * m.weight.norm() / z.norm()
+            ref.append((torch.softmax(noisy(x).logits, 1) - p) / p.norm(dim=1, keepdim=True))
+    torch.testing.assert_close(got, torch.cat(ref, 1))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), small_mlp(5, 3, 1).state_dict().values(), strict=True)
+    )
