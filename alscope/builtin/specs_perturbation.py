@@ -41,3 +41,27 @@ PERTURBATION_STRATEGIES.append(
         family="perturbation",
     )
 )
+_DATA_DIET = (
+    "Paul, Ganguli & Dziugaite, NeurIPS 2021: Deep learning on a data diet: finding important "
+    "examples early in training (pool: the predicted label as label)"
+)
+PERTURBATION_STRATEGIES += [
+    StrategySpec(
+        "el2n",
+        f"{_S}.data_diet:EL2N",
+        "norm of the error vector p - onehot(predicted label)",
+        aliases=("EL2N", "EL2NSampling", "el2n_score"),
+        paper=_DATA_DIET,
+        needs=("probs",),
+        family="perturbation",
+    ),
+    StrategySpec(
+        "grand",
+        f"{_S}.data_diet:GraNd",
+        "per-sample gradient norm of the loss at the predicted label (all parameters, torch.func)",
+        aliases=("GraNd", "GRAND", "GraNdSampling", "grand_score"),
+        paper=_DATA_DIET,
+        needs=("model, pool_inputs (parameters=classifier: probs, embeddings)",),
+        family="perturbation",
+    ),
+]

@@ -253,3 +253,43 @@ def test_noise_stability_features_match_a_direct_computation() -> None:
         torch.equal(a, b)
         for a, b in zip(model.state_dict().values(), small_mlp(5, 3, 1).state_dict().values(), strict=True)
     )
+
+
+# -- el2n and grand --------------------------------------------------------------------------
+
+
+def test_el2n_is_the_error_norm_against_the_predicted_label() -> None:
+    probs = np.array([[0.97, 0.01, 0.01, 0.01], [0.5, 0.5, 0, 0], [0.4, 0.3, 0.3, 0], [0.7, 0.1, 0.1, 0.1]])
+    view = PoolView.from_arrays(probs=probs)
+    strategy = alscope.get_strategy("el2n")
+    expected = [np.sqrt(0.03**2 + 3e-4), np.sqrt(0.5), np.sqrt(0.36 + 0.18), np.sqrt(0.09 + 0.03)]
+    np.testing.assert_allclose(strategy.score(view).numpy(), expected, rtol=1e-5)
+    assert select("el2n", view, 1).tolist() == [2]
+
+
+def test_grand_matches_per_sample_backward_passes() -> None:
+    model = small_mlp(5, 3, seed=2).eval()
+    x = torch.randn(20, 5, generator=torch.Generator().manual_seed(5))
+    view = PoolView.from_arrays(inputs=x, model=model, n_classes=3)
+    got = alscope.get_strategy("grand", chunk=6).score(view)
+    ref = []
+    for row in x:
+        model.zero_grad()
+        out = model(row[None]).logits
+        F.cross_entropy(out, out.argmax(1)).backward()
+        ref.append(torch.sqrt(sum(p.grad.square().sum() for p in model.parameters())))
+    torch.testing.assert_close(got, torch.stack(ref), rtol=1e-4, atol=1e-6)
+
+
+def test_grand_on_a_linear_model_equals_its_classifier_closed_form() -> None:
+    """With the classifier as the only layer, every parameter is the classifier's: the
+    torch.func gradients and |p - e|^2 (|h|^2 + 1) agree."""
+    g = torch.Generator().manual_seed(6)
+    model = Linear(torch.randn(4, 3, generator=g), torch.randn(4, generator=g))
+    x = torch.randn(25, 3, generator=g)
+    with torch.no_grad():
+        out = model(x)
+    full = alscope.get_strategy("grand").score(PoolView.from_arrays(inputs=x, model=model, n_classes=4))
+    closed_view = PoolView.from_arrays(probs=torch.softmax(out.logits, 1), embeddings=out.embedding)
+    closed = alscope.get_strategy("grand", parameters="classifier").score(closed_view)
+    torch.testing.assert_close(full, closed, rtol=1e-4, atol=1e-6)
