@@ -9,9 +9,9 @@ the label (pseudo-labels), as BADGE does for its gradient embedding:
 * ``grand``: ``|grad_theta CE(f(x), yhat)|_2``, the per-sample gradient norm.
   ``parameters=all`` (the paper's: every trainable parameter) computes per-sample
   gradients with ``torch.func`` (``vmap`` over ``grad`` of a ``functional_call``) in
-  chunks whose gradients fit 256 MiB (``chunk``), the model in eval mode; ``parameters=classifier`` is the
-  closed form over the last linear layer, weight and bias,
-  ``|p - onehot(yhat)|^2 (|h|^2 + 1)``, from one pool pass.
+  chunks whose gradients fit 256 MiB (``chunk``), the model in eval mode;
+  ``parameters=classifier`` is the closed form over the last linear layer, weight and
+  bias, ``|p - onehot(yhat)|^2 (|h|^2 + 1)``, from one pool pass.
 
 The paper averages each score over 10 independently trained models early in training;
 here the one trained model of the cycle scores the pool (``--ensemble M`` does not
@@ -56,8 +56,11 @@ class GraNdParams(Params):
         description="all: every trainable parameter (per-sample gradients, torch.func); "
         "classifier: the last linear layer in closed form",
     )
-    chunk: int = Field(
-        default=64, ge=1, description="samples per vmap of per-sample gradients (parameters=all)"
+    chunk: int | None = Field(
+        default=None,
+        ge=1,
+        description="samples per vmap of per-sample gradients (parameters=all); default: as many as "
+        "keep their gradients within 2^26 floats (256 MiB), at most 1,024",
     )
 
 
