@@ -65,3 +65,15 @@ PERTURBATION_STRATEGIES += [
         family="perturbation",
     ),
 ]
+PERTURBATION_STRATEGIES.append(
+    StrategySpec(
+        "saal",
+        f"{_S}.saal:SAAL",
+        "loss at the predicted label after each sample's worst-case (ASAM) weight step, "
+        "k-means++ over the scores",
+        aliases=("SAAL", "SAALSampling", "MaxSharpness", "max_sharpness"),
+        paper="Kim et al., ICML 2023: SAAL: sharpness-aware active learning",
+        needs=_NEEDS,
+        family="perturbation",
+    )
+)

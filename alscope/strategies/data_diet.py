@@ -20,6 +20,7 @@ change that). Higher scores (harder samples) are queried first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -64,23 +65,46 @@ class GraNdParams(Params):
     )
 
 
-def per_sample_grad_norms(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
-    """``|grad_theta CE(f(x_i), yhat_i)|_2`` over the trainable parameters, ``(B,)``."""
-    from torch.func import functional_call, grad, vmap
+Loss = Callable[[dict[str, torch.Tensor], Any, torch.Tensor], torch.Tensor]
+
+
+def functional_loss(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], Loss]:
+    """The trainable parameters and ``loss(params, x, y)``: the cross-entropy of ONE sample
+    ``x`` (no batch axis) at label ``y`` under ``params`` (``torch.func.functional_call``;
+    frozen parameters and buffers as the model holds them), ready for ``vmap``."""
+    from torch.func import functional_call
 
     params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
     frozen = {k: v.detach() for k, v in model.named_parameters() if not v.requires_grad}
     buffers = dict(model.named_buffers())
-    with torch.no_grad():
-        yhat = model(inputs).logits.argmax(1)
 
     def loss(p: dict[str, torch.Tensor], x: Any, y: torch.Tensor) -> torch.Tensor:
         batch = torch.utils._pytree.tree_map(lambda t: t.unsqueeze(0), x)
         out = functional_call(model, (p, frozen, buffers), (batch,))
         return F.cross_entropy(out.logits.float(), y.unsqueeze(0))
 
-    grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, inputs, yhat)
+    return params, loss
+
+
+def predicted_labels(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
+    with torch.no_grad():
+        return model(inputs).logits.argmax(1)
+
+
+def per_sample_grad_norms(model: torch.nn.Module, inputs: Any) -> torch.Tensor:
+    """``|grad_theta CE(f(x_i), yhat_i)|_2`` over the trainable parameters, ``(B,)``."""
+    from torch.func import grad, vmap
+
+    params, loss = functional_loss(model)
+    grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, inputs, predicted_labels(model, inputs))
     return torch.stack([g.flatten(1).square().sum(1) for g in grads.values()]).sum(0).sqrt()
+
+
+def grad_chunk(model: torch.nn.Module, chunk: int | None) -> int:
+    """Samples per ``vmap`` of per-sample gradients: ``chunk``, or as many as keep them
+    within 2^26 floats (256 MiB), at most 1,024."""
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return chunk or max(1, min(1024, _GRAD_FLOATS // max(n_params, 1)))
 
 
 class GraNd(ScoringStrategy):
@@ -100,10 +124,8 @@ class GraNd(ScoringStrategy):
             h = as_tensor(view.require("embeddings", who), view.device)
             return (a.square().sum(1) * (h.square().sum(1) + 1.0)).sqrt().cpu()
         model = view.require_model(who)
-        n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        chunk = self.params.chunk or max(1, min(1024, _GRAD_FLOATS // max(n_params, 1)))
         parts = []
         with eval_mode(model):
-            for inputs in view.input_batches(who, chunk):
+            for inputs in view.input_batches(who, grad_chunk(model, self.params.chunk)):
                 parts.append(per_sample_grad_norms(model, inputs).cpu())
         return torch.cat(parts) if parts else torch.empty(0)

@@ -293,3 +293,36 @@ def test_grand_on_a_linear_model_equals_its_classifier_closed_form() -> None:
     closed_view = PoolView.from_arrays(probs=torch.softmax(out.logits, 1), embeddings=out.embedding)
     closed = alscope.get_strategy("grand", parameters="classifier").score(closed_view)
     torch.testing.assert_close(full, closed, rtol=1e-4, atol=1e-6)
+
+
+# -- saal --------------------------------------------------------------------------------------
+
+
+def official_saal(model: nn.Module, x: torch.Tensor, rho: float) -> tuple[float, float]:
+    """The authors' max_sharpness_acquisition_pseudo for one sample (pool_batch_size = 1):
+    (perturbed loss, original loss)."""
+    net = copy.deepcopy(model)
+    out = net(x[None]).logits
+    y = out.argmax(1)
+    loss1 = F.cross_entropy(out, y)
+    loss1.backward()
+    norm = torch.norm(torch.stack([(p.abs() * p.grad).norm(p=2) for p in net.parameters()]), p=2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(p.pow(2) * p.grad * (rho / (norm + 1e-12)))
+        return float(F.cross_entropy(net(x[None]).logits, y)), float(loss1)
+
+
+def test_saal_matches_the_authors_per_sample_loop() -> None:
+    model = small_mlp(5, 3, seed=4).eval()
+    x = torch.randn(15, 5, generator=torch.Generator().manual_seed(7))
+    view = PoolView.from_arrays(inputs=x, model=model, n_classes=3)
+    ref = np.array([official_saal(model, row, 0.5) for row in x])
+    got = alscope.get_strategy("saal", rho=0.5).score(view).numpy()
+    np.testing.assert_allclose(got, ref[:, 0], rtol=1e-4, atol=1e-6)
+    diff = alscope.get_strategy("saal", rho=0.5, mode="diff").score(view).numpy()
+    np.testing.assert_allclose(diff, ref[:, 0] - ref[:, 1], rtol=1e-3, atol=1e-5)
+    assert (diff > 0).all()  # the step raises every sample's loss
+    top = select("saal", view, 3, rho=0.5, diversity=False)
+    assert sorted(top.tolist()) == sorted(np.argsort(-ref[:, 0])[:3].tolist())
+    assert select("saal", view, 3, rho=0.5)[0] == int(np.argmax(ref[:, 0]))  # k-means++ starts at the max
