@@ -1,5 +1,5 @@
 """Speed and memory of the perturbation strategies (``adversarial_bim``, ``dfal``,
-``noise_stability``).
+``noise_stability``, ``grand``, ``saal``).
 
     python benchmarks/bench_perturbation.py                       # N = 10,000 and 50,000
     python benchmarks/bench_perturbation.py --sizes 10000 --dim 64
@@ -8,7 +8,8 @@ Setting: MNIST-sized inputs (D = 784 features, 10 Gaussian blobs with centres ~ 
 and spread 1), an MLP (one hidden layer of 256, dropout 0.3) trained for 200 Adam
 steps on 1,000 of them, the pool scored in batches of 1,024 on this machine's CPU with
 one torch thread, budget 100; default parameters (BIM: eps 0.05, at most 100 steps;
-DeepFool: at most 50 steps, overshoot 0.02; noise stability: 30 copies, scale 0.001). Each run is its own process so that each
+DeepFool: at most 50 steps, overshoot 0.02; noise stability: 30 copies, scale 0.001;
+grand and saal: every parameter, per-sample gradients in chunks of 256 MiB). Each run is its own process so that each
 peak RSS (data included; "over data" subtracts the RSS once the data exist) is its own.
 Figures vary with the machine's load; they are printed, not asserted.
 """
@@ -24,7 +25,7 @@ import time
 
 from _memory import peak_rss_mib, reset_peak
 
-STRATEGIES = ("adversarial_bim", "dfal", "noise_stability")
+STRATEGIES = ("adversarial_bim", "dfal", "noise_stability", "grand", "saal")
 
 
 def worker(name: str, n: int, dim: int, seed: int, threads: int) -> dict:
