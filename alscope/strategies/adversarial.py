@@ -13,13 +13,13 @@ predicted label flips and query the samples that needed the smallest perturbatio
   ``w_k = grad f_k - grad f_yhat`` and ``k`` the class of the nearest boundary.
 
 The pool is processed in batches on the run's device: each iteration is one forward and
-one backward pass (BIM) or one forward and ``C`` backward passes (DeepFool) over the
-samples of the batch whose label has not flipped yet, so a batch costs at most
-``max_iter`` such passes. The model stays in eval mode (dropout off, BatchNorm on its
-running statistics), samples are independent of each other, and the gradients are
-float32 (no autocast). Inputs must be real-valued (images, tabular features, the
-sentence embeddings of a frozen text encoder); token ids are refused
-(:func:`~alscope.strategies._pool_model.float_inputs`).
+one backward pass (BIM) or one forward and one backward pass batched over the ``C``
+classes (DeepFool, ``is_grads_batched``) over the samples of the batch whose label has
+not flipped yet, so a batch costs at most ``max_iter`` such passes. The model stays in
+eval mode (dropout off, BatchNorm on its running statistics), samples are independent of
+each other, and the gradients are float32 (no autocast). Inputs must be real-valued
+(images, tabular features, the sentence embeddings of a frozen text encoder); token ids
+are refused (:func:`~alscope.strategies._pool_model.float_inputs`).
 """
 
 from __future__ import annotations
@@ -89,25 +89,38 @@ def bim_distances(model: nn.Module, x: torch.Tensor, eps: float, max_iter: int) 
     return torch.where(flipped, _sq_norm(delta), torch.full_like(flipped, bound, dtype=x.dtype))
 
 
+#: floats of class gradients computed in one batched backward pass (256 MiB)
+_W_FLOATS = 2**26
+
+
 def deepfool_step(xa: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One DeepFool step per row: ``(|f_k - f_y| + 1e-4) / |w_k|^2 w_k`` towards the
     linearised boundary nearest in ``|f_k - f_y| / |w_k|``, ``w_k = grad f_k - grad f_y``
-    (the 1e-4 as in DeepFool's code)."""
-    (g_y,) = torch.autograd.grad(out.gather(1, y[:, None]).sum(), xa, retain_graph=True)
-    f_y = out.gather(1, y[:, None]).squeeze(1).detach()
-    best = torch.full((len(y),), float("inf"), device=xa.device)
-    r = torch.zeros_like(g_y)
-    n_classes = out.shape[1]
-    for k in range(n_classes):
-        (g_k,) = torch.autograd.grad(out[:, k].sum(), xa, retain_graph=k < n_classes - 1)
-        w = g_k - g_y
-        f = (out[:, k].detach() - f_y).abs()
-        w2 = _sq_norm(w)
-        value = torch.where((y != k) & (w2 > 0), f / w2.clamp_min(1e-30).sqrt(), torch.inf)
-        better = value < best
-        best = torch.where(better, value, best)
-        coef = ((f + 1e-4) / w2.clamp_min(1e-30)).view(-1, *[1] * (w.dim() - 1))
-        r = torch.where(better.view_as(coef), coef * w, r)
+    (the 1e-4 as in DeepFool's code). The ``w_k`` of several classes come from one
+    batched backward pass (``is_grads_batched``), as many classes at a time as fit
+    2^26 floats."""
+    b, c = out.shape
+    eye = torch.eye(c, device=out.device, dtype=out.dtype)
+    f = (out.detach() - out.detach().gather(1, y[:, None])).abs()  # (b, c)
+    per = max(1, min(c, _W_FLOATS // max(xa.numel(), 1)))
+    rows = torch.arange(b, device=out.device)
+    best = torch.full((b,), float("inf"), device=out.device)
+    r = torch.zeros_like(xa)
+    for k0 in range(0, c, per):
+        ks = torch.arange(k0, min(c, k0 + per), device=out.device)
+        seeds = eye[ks][:, None, :] - eye[y][None]  # (m, b, c): d(f_k - f_y)/d logits
+        (w,) = torch.autograd.grad(
+            out, xa, grad_outputs=seeds, is_grads_batched=True, retain_graph=k0 + per < c
+        )
+        w2 = w.flatten(2).square().sum(2)  # (m, b)
+        fk = f[:, ks].T
+        value = torch.where((ks[:, None] != y[None]) & (w2 > 0), fk / w2.clamp_min(1e-30).sqrt(), torch.inf)
+        low, arg = value.min(0)
+        better = low < best
+        best = torch.where(better, low, best)
+        coef = (fk[arg, rows] + 1e-4) / w2[arg, rows].clamp_min(1e-30)
+        step = coef.view(-1, *[1] * (xa.dim() - 1)) * w[arg, rows]
+        r = torch.where(better.view(-1, *[1] * (xa.dim() - 1)), step, r)
     return r
 
 
