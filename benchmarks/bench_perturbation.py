@@ -9,8 +9,9 @@ and spread 1), an MLP (one hidden layer of 256, dropout 0.3) trained for 200 Ada
 steps on 1,000 of them, the pool scored in batches of 1,024 on this machine's CPU with
 one torch thread, budget 100; default parameters (BIM: eps 0.05, at most 100 steps;
 DeepFool: at most 50 steps, overshoot 0.02; noise stability: 30 copies, scale 0.001;
-grand and saal: every parameter, per-sample gradients in chunks of 256 MiB). Each run is its own process so that each
-peak RSS (data included; "over data" subtracts the RSS once the data exist) is its own.
+grand and saal: every parameter, per-sample gradients in chunks of 256 MiB). Each run is
+its own process so that each peak RSS (data included; "over data" subtracts the RSS once
+the data exist) is its own.
 Figures vary with the machine's load; they are printed, not asserted.
 """
 
