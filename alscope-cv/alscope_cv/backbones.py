@@ -52,7 +52,11 @@ def image_shape(input_spec: InputSpec, backbone: str) -> tuple[int, int, int]:
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
     """NHWC memory layout: oneDNN's convolutions and pooling run about twice as fast on CPU
-    with it (free for 1-channel images, whose layout does not change)."""
+    with it (free for 1-channel images, whose layout does not change). Inside
+    ``torch.func`` transforms (per-sample gradients: grand, saal) layouts cannot be
+    queried, so the tensor is left as it is there."""
+    if torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return x
     return x.contiguous(memory_format=torch.channels_last)
 
 

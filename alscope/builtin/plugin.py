@@ -10,6 +10,7 @@ from typing import Any
 from alscope.builtin.specs_diversity import DIVERSITY_STRATEGIES
 from alscope.builtin.specs_embedding import CORELOG_NAMES, EMBEDDING_STRATEGIES
 from alscope.builtin.specs_model_based import MODEL_BASED_STRATEGIES
+from alscope.builtin.specs_perturbation import PERTURBATION_STRATEGIES
 from alscope.builtin.specs_settings import SETTING_STRATEGIES
 from alscope.builtin.specs_stopping import STOPPING_CRITERIA
 from alscope.builtin.specs_uncertainty import UNCERTAINTY_STRATEGIES
@@ -68,6 +69,7 @@ def alscope_register_strategies() -> list[ComponentSpec]:
         *MODEL_BASED_STRATEGIES,
         *SETTING_STRATEGIES,
         *EMBEDDING_STRATEGIES,
+        *PERTURBATION_STRATEGIES,
     ]
 
 

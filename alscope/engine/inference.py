@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from alscope.data.base import DataSource
+from alscope.data.base import DataSource, move_to
 from alscope.engine.hooks import TrainingHooks
 from alscope.engine.mc_dropout import ConsistentMasks, mc_dropout
 from alscope.errors import ModelError
 from alscope.models.base import Backbone, BackboneOutput
-from alscope.strategies.base import PoolView, Requirements, SSLRequest
+from alscope.strategies.base import PoolInputs, PoolView, Requirements, SSLRequest
 
 
 def _replicate(inputs: Any, times: int) -> Any:
@@ -156,6 +156,20 @@ def input_features(source: DataSource, indices: np.ndarray, batch_size: int, str
     return torch.cat(chunks)
 
 
+def pool_inputs(
+    source: DataSource, indices: np.ndarray, device: torch.device, batch_size: int, amp: bool
+) -> PoolInputs:
+    """Lazy batches of ``indices``' evaluation-transformed inputs on ``device``, the same
+    batches :func:`infer` reads (``Requirements.pool_inputs``)."""
+    order = np.asarray(indices, dtype=np.int64)
+
+    def batches(size: int) -> Iterator[Any]:
+        for batch in source.batches(order, batch_size=size, train=False):
+            yield move_to(batch.inputs, device)
+
+    return PoolInputs(batches, batch_size, amp)
+
+
 def compute_pool_view(
     model: Backbone | None,
     source: DataSource,
@@ -179,7 +193,8 @@ def compute_pool_view(
     declared). With an ``ensemble``, ``probs`` is the members' mean and ``mc_probs``
     stacks the members' predictions ``(U, M, C)`` in place of MC dropout samples.
     ``ssl_provider`` returns the whole pool's self-supervised embeddings ``(N, D)`` for
-    each :class:`SSLRequest` the strategy declared."""
+    each :class:`SSLRequest` the strategy declared. With ``pool_inputs`` the view
+    re-reads the unlabeled inputs lazily (:class:`PoolInputs`); nothing is stored."""
     req = requirements
     view = PoolView(
         unlabeled=unlabeled,
@@ -188,6 +203,7 @@ def compute_pool_view(
         labeled_targets=labeled_targets,
         device=device,
         model=model if req.model else None,
+        pool_inputs=pool_inputs(source, unlabeled, device, batch_size, amp) if req.pool_inputs else None,
     )
     if req.ssl:
         if ssl_provider is None:

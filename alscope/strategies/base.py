@@ -12,7 +12,7 @@ The same classes work without the engine: build a view with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,10 @@ class Requirements:
         model: the strategy gets the trained model itself (``view.model``).
         ssl: self-supervised embeddings of the pool (``view.ssl_embeddings[method]`` and
             ``view.labeled_ssl_embeddings[method]``); they need no trained classifier.
+        pool_inputs: the unlabeled pool's evaluation-transformed inputs, batch by batch
+            on the device (``view.input_batches()``), for strategies that run the model
+            themselves: input-space gradients (adversarial), perturbed weights (noise
+            stability), per-sample gradients. Nothing is precomputed or stored.
     """
 
     probs: bool = False
@@ -85,6 +89,7 @@ class Requirements:
     extra_outputs: tuple[str, ...] = ()
     model: bool = False
     ssl: tuple[SSLRequest, ...] = ()
+    pool_inputs: bool = False
 
     @property
     def needs_trained_model(self) -> bool:
@@ -101,7 +106,10 @@ class Requirements:
 
     @property
     def needs_model(self) -> bool:
-        return any(bool(getattr(self, f.name)) for f in fields(self) if f.name != "model") or self.model
+        return (
+            any(bool(getattr(self, f.name)) for f in fields(self) if f.name not in ("model", "pool_inputs"))
+            or self.model
+        )
 
     def describe(self) -> list[str]:
         out = []
@@ -112,6 +120,32 @@ class Requirements:
             elif value:
                 out.append(f"{f.name}={value}" if not isinstance(value, bool) else f.name)
         return out
+
+
+@dataclass(frozen=True)
+class PoolInputs:
+    """The unlabeled pool's model inputs, re-read batch by batch (``Requirements.pool_inputs``).
+
+    ``batches(batch_size)`` yields the evaluation-transformed inputs (a tensor, or the
+    dict a text backbone takes) of ``view.unlabeled`` in that order, already on the
+    view's device; every call starts a fresh pass. ``batch_size`` is the run's inference
+    batch size and ``amp`` whether its inference passes use mixed precision (forward-only
+    passes may honour it; gradient computations should stay in float32).
+    """
+
+    batches: Callable[[int], Iterator[Any]]
+    batch_size: int = 512
+    amp: bool = False
+
+
+def tensor_input_batches(inputs: torch.Tensor, device: torch.device) -> Callable[[int], Iterator[Any]]:
+    """``PoolInputs.batches`` over an in-memory ``(U, ...)`` tensor of inputs."""
+
+    def batches(batch_size: int) -> Iterator[Any]:
+        for start in range(0, len(inputs), batch_size):
+            yield inputs[start : start + batch_size].to(device)
+
+    return batches
 
 
 @dataclass
@@ -138,10 +172,31 @@ class PoolView:
     labeled_ssl_embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
     model: Any = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: the unlabeled pool's inputs (``Requirements.pool_inputs``); read with :meth:`input_batches`
+    pool_inputs: PoolInputs | None = None
 
     @property
     def n_unlabeled(self) -> int:
         return len(self.unlabeled)
+
+    def input_batches(self, strategy: str, batch_size: int | None = None) -> Iterator[Any]:
+        """One pass over the unlabeled pool's evaluation-transformed inputs, in the order
+        of ``unlabeled``, each batch on ``device`` (default batch size: the run's inference
+        batch size); a clear error when the strategy did not declare ``pool_inputs``."""
+        if self.pool_inputs is None:
+            raise ModelError(
+                f"strategy {strategy!r} needs the pool's inputs in the view "
+                f"(Requirements(pool_inputs=True)), which were not provided"
+            )
+        return self.pool_inputs.batches(batch_size or self.pool_inputs.batch_size)
+
+    def require_model(self, strategy: str) -> Any:
+        """``view.model`` or a clear error saying the strategy needs the trained model."""
+        if self.model is None:
+            raise ModelError(
+                f"strategy {strategy!r} needs the trained model in the view (Requirements(model=True))"
+            )
+        return self.model
 
     def require(self, name: str, strategy: str) -> torch.Tensor:
         """The tensor ``name`` or a clear error saying the strategy needs it."""
@@ -189,21 +244,26 @@ class PoolView:
         extras: Mapping[str, Any] | None = None,
         n_classes: int | None = None,
         device: str | torch.device = "cpu",
+        inputs: Any = None,
+        model: Any = None,
+        batch_size: int = 512,
     ) -> PoolView:
         """A view over plain arrays, for users who keep their own training loop.
 
         Arrays cover the *whole* pool (labeled rows included) when ``labeled_mask`` is
         given; they are cut to the unlabeled rows here, and selections come back as
-        indices into the whole pool.
+        indices into the whole pool. ``inputs`` (the model's input tensor of every pool
+        sample) and ``model`` serve strategies that run the model themselves
+        (``Requirements(model=True, pool_inputs=True)``); ``batch_size`` is their batch.
         """
 
         def t(a: Any) -> torch.Tensor | None:
             return None if a is None else torch.as_tensor(np.asarray(a), dtype=torch.float32)
 
-        given = [a for a in (probs, logits, embeddings, mc_probs) if a is not None]
+        given = [a for a in (probs, logits, embeddings, mc_probs, inputs) if a is not None]
         given += list((extras or {}).values())
         if not given:
-            raise ValueError("from_arrays needs at least one of probs, logits, embeddings, mc_probs")
+            raise ValueError("from_arrays needs at least one of probs, logits, embeddings, mc_probs, inputs")
         n = len(given[0])
         mask = np.zeros(n, bool) if labeled_mask is None else np.asarray(labeled_mask, bool)
         if len(mask) != n:
@@ -247,7 +307,11 @@ class PoolView:
             labeled_probs=None if probs_t is None else probs_t[torch.from_numpy(lab)],
             mc_probs=cut(tensors["mc_probs"]),
             extras={k: cut(t(v)) for k, v in (extras or {}).items()},  # type: ignore[misc]
+            model=model,
             device=torch.device(device),
+            pool_inputs=None
+            if inputs is None
+            else PoolInputs(tensor_input_batches(cut(t(inputs)), torch.device(device)), batch_size),  # type: ignore[arg-type]
         )
 
 

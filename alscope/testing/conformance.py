@@ -40,7 +40,14 @@ from alscope.errors import BudgetError, ConfigError
 from alscope.registry import Registry, get_registry
 from alscope.scenarios.base import OOD
 from alscope.specs import ComponentSpec
-from alscope.strategies.base import PoolView, Requirements, Strategy, validate_selection
+from alscope.strategies.base import (
+    PoolInputs,
+    PoolView,
+    Requirements,
+    Strategy,
+    tensor_input_batches,
+    validate_selection,
+)
 
 __all__ = [
     "StrategyCase",
@@ -105,6 +112,9 @@ def make_pool_view(
         model: what ``view.model`` holds when ``requirements.model`` is set; default a
             small untrained MLP over ``dim`` features in eval mode whose penultimate
             width is ``dim`` too, so that its ``classifier`` takes the view's embeddings.
+            ``requirements.pool_inputs`` makes the embeddings the model's inputs as well:
+            ``view.input_batches()`` yields the unlabeled rows of that ``(n, dim)``
+            feature matrix, which the default MLP takes.
         n_ood_labeled: labeled samples the oracle answered "out of distribution"
             (``labeled_targets == OOD``, an open-set pool); their embeddings come from a
             cluster of their own.
@@ -165,6 +175,8 @@ def make_pool_view(
         view.labeled_ssl_embeddings[request.method] = _tensor(ssl[labeled].reshape(n_labeled, dim))
     if req.model:
         view.model = model if model is not None else _small_model(dim, n_classes, seed)
+    if req.pool_inputs:
+        view.pool_inputs = PoolInputs(tensor_input_batches(_tensor(emb[unlabeled]), view.device), 256)
     return view
 
 
