@@ -11,6 +11,7 @@ from alscope.builtin.specs_diversity import DIVERSITY_STRATEGIES
 from alscope.builtin.specs_model_based import MODEL_BASED_STRATEGIES
 from alscope.builtin.specs_settings import SETTING_STRATEGIES
 from alscope.builtin.specs_stopping import STOPPING_CRITERIA
+from alscope.builtin.specs_structure import STRUCTURE_STRATEGIES
 from alscope.builtin.specs_uncertainty import UNCERTAINTY_STRATEGIES
 from alscope.hookspecs import hookimpl
 from alscope.scenarios import composition_parts
@@ -66,6 +67,7 @@ def alscope_register_strategies() -> list[ComponentSpec]:
         *DIVERSITY_STRATEGIES,
         *MODEL_BASED_STRATEGIES,
         *SETTING_STRATEGIES,
+        *STRUCTURE_STRATEGIES,
     ]
 
 

@@ -1,0 +1,30 @@
+"""Specs of the strategies that learn the pool's structure: a labeled-vs-unlabeled
+discriminator (DAL) and streaming volume sampling (VeSSAL). No torch here."""
+
+from __future__ import annotations
+
+from alscope.specs import ComponentSpec, StrategySpec
+
+_S = "alscope.strategies"
+
+STRUCTURE_STRATEGIES: list[ComponentSpec] = [
+    StrategySpec(
+        "dal",
+        f"{_S}.dal:DAL",
+        "samples a labeled-vs-unlabeled MLP finds most unlabeled-looking, in retrained sub-batches",
+        aliases=("DAL", "DiscriminativeAL", "DiscriminativeActiveLearning"),
+        paper="Gissin & Shalev-Shwartz, 2019: Discriminative active learning (arXiv:1907.06347)",
+        needs=("embeddings", "labeled_embeddings"),
+        family="diversity",
+    ),
+    StrategySpec(
+        "vessal",
+        f"{_S}.vessal:VeSSAL",
+        "one streaming pass of volume sampling over gradient embeddings, adaptive rate",
+        aliases=("VeSSAL", "VESSAL", "StreamingVolumeSampling"),
+        paper="Saran, Yousefi, Krishnamurthy, Langford & Ash, ICML 2023: Streaming active learning "
+        "with deep neural networks",
+        needs=("probs", "embeddings"),
+        family="hybrid",
+    ),
+]
