@@ -33,7 +33,7 @@ import torch
 from pydantic import Field
 
 from alscope.components import Params
-from alscope.strategies._distances import select_sequentially
+from alscope.strategies._distances import is_big, parallel, select_sequentially
 from alscope.strategies.badge import gradient_space
 from alscope.strategies.base import PoolView, Requirements, Strategy
 
@@ -73,38 +73,38 @@ def stream_volume_sampling(
     total = n
     a64, h64 = a.double(), h.double()
     ainv = torch.eye(d, dtype=torch.float64, device=device) * cov_inv_scaling
-    seen = torch.zeros(d, d, dtype=torch.float64, device=device)  # sum of u u^T streamed so far
+    seen = torch.zeros(d, d, dtype=torch.float64, device=device)  # sum of u u^T before the chunk
     picks: list[int] = []
     t0 = 0  # stream position of the chunk's first row
     while t0 < total and len(picks) < budget:
-        rows = torch.arange(t0, min(total, t0 + chunk), device=device)
-        u = (a64[rows][:, :, None] * h64[rows][:, None, :]).reshape(len(rows), d)
-        quad = ((u @ ainv) * u).sum(dim=1)
-        tr_seen = float((seen * ainv).sum())
+        t1 = min(total, t0 + chunk)
+        u = (a64[t0:t1, :, None] * h64[t0:t1, None, :]).reshape(t1 - t0, d)
+        big = is_big(t1 - t0, d, d)
+        with parallel(big):
+            quad = ((u @ ainv) * u).sum(dim=1)  # u^T A^{-1} u of every chunk row
+        tr_seen = float((seen * ainv).sum())  # tr(seen A^{-1})
+        t = torch.arange(t0, t1, device=device, dtype=torch.float64)
+        r = torch.from_numpy(uniforms[t0:t1]).to(device)
         pos = 0
-        while pos < len(rows):
-            left = budget - len(picks)
-            if left <= 0:
-                break
-            t = torch.arange(t0 + pos, t0 + len(rows), device=device, dtype=torch.float64)
-            q = quad[pos:]
-            trace = (tr_seen + torch.cumsum(q, dim=0)) / (t + 1.0)
-            prob = ((left / (total - t)) / trace.clamp_min(1e-300)) * q.abs()
-            r = torch.from_numpy(uniforms[t0 + pos : t0 + len(rows)]).to(device)
-            hit = torch.nonzero(r < prob).flatten()
+        while pos < len(u) and len(picks) < budget:
+            # tr(Sigma_t A^{-1}) = (tr(seen A^{-1}) + sum of the chunk's quad up to t) / (t + 1)
+            trace = (tr_seen + torch.cumsum(quad, dim=0)[pos:]) / (t[pos:] + 1.0)
+            prob = ((budget - len(picks)) / (total - t[pos:])) / trace.clamp_min(1e-300) * quad[pos:].abs()
+            hit = torch.nonzero(r[pos:] < prob).flatten()
             if not len(hit):
-                seen += u[pos:].T @ u[pos:]
                 break
             j = pos + int(hit[0])
             picks.append(t0 + j)
-            seen += u[pos : j + 1].T @ u[pos : j + 1]
+            # rank-one (Woodbury) update of A^{-1}, and of every quantity read from it
             w = ainv @ u[j]
             denom = 1.0 + float(u[j] @ w)
-            ainv -= torch.outer(w, w) / denom
-            quad[j + 1 :] -= (u[j + 1 :] @ w).square() / denom
-            tr_seen = float((seen * ainv).sum())
+            tr_seen -= float(w @ (seen @ w)) / denom
+            quad -= (u @ w).square_() / denom
+            ainv.addr_(w, w, alpha=-1.0 / denom)
             pos = j + 1
-        t0 += len(rows)
+        with parallel(big):
+            seen.addmm_(u.T, u)
+        t0 = t1
     return picks
 
 
