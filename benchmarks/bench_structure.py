@@ -1,4 +1,4 @@
-"""Speed and memory of ``dal`` and ``vessal`` at N = 10,000 and 50,000.
+"""Speed and memory of ``dal``, ``vessal`` and ``hierarchical`` at N = 10,000 and 50,000.
 
     python benchmarks/bench_structure.py                  # both strategies, both sizes, CPU
     python benchmarks/bench_structure.py --device cuda    # on a GPU
@@ -10,7 +10,8 @@ sharpness in [0, 6], 1,000 labeled samples drawn at random, budget 1,000. ``vess
 streams C x D = 1,280-dimensional gradient embeddings (exact: below ``max_dim``);
 ``dal`` runs its defaults (10 rounds, each training a fresh discriminator on the
 labeled set and at most 10x as many unlabeled samples, so its cost grows with the
-labeled set, not the pool). Each run is its own process, so each peak RSS is its own.
+labeled set, not the pool); ``hierarchical`` k-means the pool into its default 2,000
+leaves, then Ward linkage over their centroids. Each run is its own process, so each peak RSS is its own.
 Figures vary with the machine's load; they are printed, not asserted.
 """
 
@@ -96,7 +97,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, nargs="*", default=[10_000, 50_000])
-    parser.add_argument("--only", choices=["dal", "vessal"], default=None)
+    parser.add_argument("--only", choices=["dal", "vessal", "hierarchical"], default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -108,7 +109,7 @@ def main() -> None:
         f"dal / vessal: D={DIM}, C={CLASSES}, {LABELED:,} labeled, budget {BUDGET:,}, device {opts.device}; "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     )
-    names = [opts.only] if opts.only else ["vessal", "dal"]
+    names = [opts.only] if opts.only else ["vessal", "dal", "hierarchical"]
     print(f"{'strategy':<8} {'N':>8} {'seconds':>8} {'peak RSS MiB':>13} {'over data':>10} {'GPU MiB':>8}")
     for name in names:
         for n in opts.n:

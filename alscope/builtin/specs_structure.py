@@ -1,5 +1,6 @@
 """Specs of the strategies that learn the pool's structure: a labeled-vs-unlabeled
-discriminator (DAL) and streaming volume sampling (VeSSAL). No torch here."""
+discriminator (DAL), streaming volume sampling (VeSSAL) and hierarchical sampling over a
+cluster tree. No torch here."""
 
 from __future__ import annotations
 
@@ -26,5 +27,14 @@ STRUCTURE_STRATEGIES: list[ComponentSpec] = [
         "with deep neural networks",
         needs=("probs", "embeddings"),
         family="hybrid",
+    ),
+    StrategySpec(
+        "hierarchical",
+        f"{_S}.hierarchical:HierarchicalSampling",
+        "samples the impure or unexplored subtrees of a pruned cluster tree (k-means leaves + Ward)",
+        aliases=("Hierarchical", "HierarchicalSampling", "HS"),
+        paper="Dasgupta & Hsu, ICML 2008: Hierarchical sampling for active learning",
+        needs=("embeddings", "labeled_embeddings", "labeled targets"),
+        family="diversity",
     ),
 ]
