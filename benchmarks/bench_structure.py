@@ -106,7 +106,8 @@ def main() -> None:
         print(json.dumps(worker(opts.worker, opts.n[0], opts.seed, opts.device)))
         return
     print(
-        f"dal / vessal: D={DIM}, C={CLASSES}, {LABELED:,} labeled, budget {BUDGET:,}, device {opts.device}; "
+        f"dal / vessal / hierarchical: D={DIM}, C={CLASSES}, {LABELED:,} labeled, budget {BUDGET:,}, "
+        f"device {opts.device}; "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     )
     names = [opts.only] if opts.only else ["vessal", "dal", "hierarchical"]
