@@ -1,4 +1,5 @@
-"""Speed and memory of ``dal``, ``vessal`` and ``hierarchical`` at N = 10,000 and 50,000.
+"""Speed and memory of ``dal``, ``vessal``, ``hierarchical``, ``uncertain_gcn`` and ``core_gcn``
+at N = 10,000 and 50,000.
 
     python benchmarks/bench_structure.py                  # both strategies, both sizes, CPU
     python benchmarks/bench_structure.py --device cuda    # on a GPU
@@ -11,7 +12,9 @@ streams C x D = 1,280-dimensional gradient embeddings (exact: below ``max_dim``)
 ``dal`` runs its defaults (10 rounds, each training a fresh discriminator on the
 labeled set and at most 10x as many unlabeled samples, so its cost grows with the
 labeled set, not the pool); ``hierarchical`` k-means the pool into its default 2,000
-leaves, then Ward linkage over their centroids. Each run is its own process, so each peak RSS is its own.
+leaves, then Ward linkage over their centroids; the GCN pair trains 200 full-graph steps
+on the labeled set plus a 10,000-node unlabeled subset (the official SUBSET), so their
+cost hardly grows with the pool. Each run is its own process, so each peak RSS is its own.
 Figures vary with the machine's load; they are printed, not asserted.
 """
 
@@ -97,7 +100,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, nargs="*", default=[10_000, 50_000])
-    parser.add_argument("--only", choices=["dal", "vessal", "hierarchical"], default=None)
+    parser.add_argument(
+        "--only", choices=["dal", "vessal", "hierarchical", "uncertain_gcn", "core_gcn"], default=None
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -106,18 +111,18 @@ def main() -> None:
         print(json.dumps(worker(opts.worker, opts.n[0], opts.seed, opts.device)))
         return
     print(
-        f"dal / vessal / hierarchical: D={DIM}, C={CLASSES}, {LABELED:,} labeled, budget {BUDGET:,}, "
+        f"structure strategies: D={DIM}, C={CLASSES}, {LABELED:,} labeled, budget {BUDGET:,}, "
         f"device {opts.device}; "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     )
-    names = [opts.only] if opts.only else ["vessal", "dal", "hierarchical"]
-    print(f"{'strategy':<8} {'N':>8} {'seconds':>8} {'peak RSS MiB':>13} {'over data':>10} {'GPU MiB':>8}")
+    names = [opts.only] if opts.only else ["vessal", "dal", "hierarchical", "uncertain_gcn", "core_gcn"]
+    print(f"{'strategy':<14} {'N':>8} {'seconds':>8} {'peak RSS MiB':>13} {'over data':>10} {'GPU MiB':>8}")
     for name in names:
         for n in opts.n:
             r = run(name, n, opts.seed, opts.device)
             gpu = f"{r['gpu_peak_mib']:8,.0f}" if "gpu_peak_mib" in r else f"{'-':>8}"
             print(
-                f"{r['strategy']:<8} {r['n']:>8,} {r['seconds']:8.2f} {r['peak_rss_mib']:13,.0f} "
+                f"{r['strategy']:<14} {r['n']:>8,} {r['seconds']:8.2f} {r['peak_rss_mib']:13,.0f} "
                 f"{r['peak_rss_mib'] - r['data_rss_mib']:10,.0f} {gpu}",
                 flush=True,
             )

@@ -203,3 +203,74 @@ def test_hierarchical_without_labels_is_uniform_over_the_pool() -> None:
     for seed in range(200):
         counts[s.query(view, 4, seed=seed)] += 1
     assert counts.min() > 0 and counts.max() < 45  # expected 20 each
+
+
+# -- uncertain_gcn / core_gcn ----------------------------------------------------------
+
+
+def test_gcn_graph_equals_the_official_dense_adjacency() -> None:
+    from alscope.strategies._distances import l2_normalize
+    from alscope.strategies.gcn import SimilarityGraph
+
+    rng = np.random.default_rng(0)
+    f = l2_normalize(torch.as_tensor(rng.normal(1.0, 1.0, (50, 6)), dtype=torch.float64))
+    s = torch.as_tensor(rng.normal(0, 1, (50, 4)), dtype=torch.float64)
+    # the official aff_to_adj, in numpy
+    x = f.numpy()
+    adj = x @ x.T
+    adj += -1.0 * np.eye(len(x))
+    adj = adj @ np.diag(1 / adj.sum(axis=0))
+    adj = adj + np.eye(len(x))
+    np.testing.assert_allclose(SimilarityGraph(f).apply(s).numpy(), adj @ s.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def near_far_pool(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """20 labeled and 100 unlabeled samples in one direction, 10 unlabeled in another."""
+    rng = np.random.default_rng(seed)
+    near = gauss(rng, 120, np.array([3.0, 0.0, 0.0, 0.0]), 0.5)
+    far = gauss(rng, 10, np.array([0.0, 0.0, 3.0, 0.0]), 0.5)
+    x = np.concatenate([near, far])
+    mask = np.zeros(len(x), bool)
+    mask[:20] = True
+    return x, mask, np.arange(120, 130)
+
+
+def test_gcn_tells_labeled_from_unlabeled_regions() -> None:
+    from alscope.strategies._distances import l2_normalize
+    from alscope.strategies.gcn import GCNParams, train_gcn
+
+    x, mask, _ = near_far_pool(0)
+    nodes = torch.as_tensor(np.concatenate([x[~mask], x[mask]]))
+    is_lab = torch.zeros(len(nodes), dtype=torch.bool)
+    is_lab[-20:] = True
+    out, _ = train_gcn(l2_normalize(nodes), is_lab, GCNParams(), torch.Generator().manual_seed(0))
+    unl_out = out[:110]
+    # labeled nodes score highest, the far region (no labeled neighbour) lowest
+    assert float(out[-20:].mean()) > float(unl_out[:100].mean()) > float(unl_out[100:].mean())
+
+
+def test_core_gcn_first_pick_is_in_the_region_without_labels() -> None:
+    x, mask, far = near_far_pool(1)
+    view = PoolView.from_arrays(embeddings=x, labeled_mask=mask)
+    picked = alscope.get_strategy("core_gcn").query(view, 1, seed=0)
+    assert int(picked[0]) in set(far.tolist())
+
+
+def test_uncertain_gcn_takes_the_outputs_nearest_the_margin() -> None:
+    from alscope.strategies._distances import l2_normalize
+    from alscope.strategies.gcn import UncertainGCNParams, train_gcn
+
+    x, mask, _ = near_far_pool(2)
+    view = PoolView.from_arrays(embeddings=x, labeled_mask=mask)
+    picked = alscope.get_strategy("uncertain_gcn", subset=60).query(view, 8, seed=5)
+    # the same draws by hand: the subset, the generator's seed, the trained GCN
+    rng = np.random.default_rng(5)
+    sub = np.sort(rng.choice(view.n_unlabeled, size=60, replace=False))
+    g = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+    assert view.embeddings is not None and view.labeled_embeddings is not None
+    nodes = torch.cat([view.embeddings[torch.from_numpy(sub)], view.labeled_embeddings])
+    is_lab = torch.zeros(len(nodes), dtype=torch.bool)
+    is_lab[60:] = True
+    out, _ = train_gcn(l2_normalize(nodes), is_lab, UncertainGCNParams(), g)
+    nearest = sub[np.argsort(np.abs(out[:60].numpy() - 0.1))[:8]]
+    assert set(picked.tolist()) == set(view.unlabeled[nearest].tolist())
