@@ -29,6 +29,7 @@ def far_blob_pool(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, mask, np.arange(240, 250)
 
 
+@pytest.mark.slow
 def test_dal_queries_the_region_the_labeled_set_does_not_cover() -> None:
     x, mask, far = far_blob_pool(0)
     view = PoolView.from_arrays(embeddings=x, labeled_mask=mask)
@@ -249,6 +250,7 @@ def test_gcn_tells_labeled_from_unlabeled_regions() -> None:
     assert float(out[-20:].mean()) > float(unl_out[:100].mean()) > float(unl_out[100:].mean())
 
 
+@pytest.mark.slow
 def test_core_gcn_first_pick_is_in_the_region_without_labels() -> None:
     x, mask, far = near_far_pool(1)
     view = PoolView.from_arrays(embeddings=x, labeled_mask=mask)
@@ -256,6 +258,7 @@ def test_core_gcn_first_pick_is_in_the_region_without_labels() -> None:
     assert int(picked[0]) in set(far.tolist())
 
 
+@pytest.mark.slow
 def test_uncertain_gcn_takes_the_outputs_nearest_the_margin() -> None:
     from alscope.strategies._distances import l2_normalize
     from alscope.strategies.gcn import UncertainGCNParams, train_gcn
