@@ -13,6 +13,7 @@ from alscope.builtin.specs_model_based import MODEL_BASED_STRATEGIES
 from alscope.builtin.specs_perturbation import PERTURBATION_STRATEGIES
 from alscope.builtin.specs_settings import SETTING_STRATEGIES
 from alscope.builtin.specs_stopping import STOPPING_CRITERIA
+from alscope.builtin.specs_structure import STRUCTURE_STRATEGIES
 from alscope.builtin.specs_uncertainty import UNCERTAINTY_STRATEGIES
 from alscope.hookspecs import hookimpl
 from alscope.scenarios import composition_parts
@@ -70,6 +71,7 @@ def alscope_register_strategies() -> list[ComponentSpec]:
         *SETTING_STRATEGIES,
         *EMBEDDING_STRATEGIES,
         *PERTURBATION_STRATEGIES,
+        *STRUCTURE_STRATEGIES,
     ]
 
 
