@@ -691,7 +691,11 @@ class Experiment:
         )
         wants_score = scores is not None and "strategy_score" in self.stop_monitor.needs
         pool_scores = None
-        if wants_score and type(strategy).select is ScoringStrategy.select:
+        if (
+            wants_score
+            and isinstance(strategy, ScoringStrategy)
+            and type(strategy).select is ScoringStrategy.select
+        ):
             # the top-k selection itself: one scoring pass serves it and the stopping measure
             pool_scores = strategy.score(view)
             chosen = view.unlabeled[top_k(pool_scores.detach().float().cpu().numpy(), cfg.n_query, rng)]
