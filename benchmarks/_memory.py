@@ -31,3 +31,14 @@ def peak_rss_mib() -> float:
     """Peak RSS since :func:`reset_peak` (Linux), else of the whole process."""
     hwm = _status_mib("VmHWM")
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker_result(script: str, *args: str) -> dict:
+    """Run ``script`` again in a process of its own (so that its peak RSS is its own) with
+    ``args``, and return the JSON object its last line of output prints."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, script, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

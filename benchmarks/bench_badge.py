@@ -27,12 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from typing import Any
 
-from _memory import peak_rss_mib, reset_peak
+from _memory import peak_rss_mib, reset_peak, worker_result
 
 DIM = 512
 BUDGET = 1000
@@ -106,24 +104,9 @@ def worker(method: str, n: int, classes: int, seed: int) -> dict:
 
 
 def run(method: str, n: int, classes: int, seed: int) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--worker",
-            method,
-            "--n",
-            str(n),
-            "--classes",
-            str(classes),
-            "--seed",
-            str(seed),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
+    return worker_result(
+        __file__, "--worker", method, "--n", str(n), "--classes", str(classes), "--seed", str(seed)
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

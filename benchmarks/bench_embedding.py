@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from typing import Any
 
-from _memory import peak_rss_mib, reset_peak
+from _memory import peak_rss_mib, reset_peak, worker_result
 
 DIM = 512
 CLASSES = 10
@@ -94,13 +92,7 @@ def worker(method: str, n: int, seed: int) -> dict:
 
 
 def run(method: str, n: int, seed: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", method, "--n", str(n), "--seed", str(seed)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return worker_result(__file__, "--worker", method, "--n", str(n), "--seed", str(seed))
 
 
 def main() -> None:

@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-from _memory import peak_rss_mib, reset_peak
+from _memory import peak_rss_mib, reset_peak, worker_result
 
 STRATEGIES = ("adversarial_bim", "dfal", "noise_stability", "grand", "saal")
 
@@ -71,10 +69,8 @@ def worker(name: str, n: int, dim: int, seed: int, threads: int) -> dict:
 
 
 def run(name: str, n: int, dim: int, seed: int, threads: int) -> dict:
-    args = [sys.executable, __file__, "--worker", name, "--sizes", str(n), "--dim", str(dim)]
-    args += ["--seed", str(seed), "--threads", str(threads)]
-    out = subprocess.run(args, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    args = ["--worker", name, "--sizes", str(n), "--dim", str(dim), "--seed", str(seed)]
+    return worker_result(__file__, *args, "--threads", str(threads))
 
 
 def main() -> None:

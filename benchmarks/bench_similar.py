@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from typing import Any
 
-from _memory import peak_rss_mib, reset_peak
+from _memory import peak_rss_mib, reset_peak, worker_result
 
 DIM = 128
 KNOWN = 1000
@@ -98,12 +96,10 @@ def worker(function: str, n: int, dim: int, seed: int, max_ground: int | None) -
 
 
 def run(function: str, n: int, dim: int, seed: int, max_ground: int | None) -> dict:
-    cmd = [sys.executable, __file__, "--worker", function, "--n", str(n), "--dim", str(dim)]
-    cmd += ["--seed", str(seed)]
+    args = ["--worker", function, "--n", str(n), "--dim", str(dim), "--seed", str(seed)]
     if max_ground is not None:
-        cmd += ["--max-ground", str(max_ground)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ})
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        args += ["--max-ground", str(max_ground)]
+    return worker_result(__file__, *args)
 
 
 def main() -> None:

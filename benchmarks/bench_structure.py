@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from typing import Any
 
-from _memory import peak_rss_mib, reset_peak
+from _memory import peak_rss_mib, reset_peak, worker_result
 
 DIM = 128
 CLASSES = 10
@@ -90,9 +88,7 @@ def worker(name: str, n: int, seed: int, device: str) -> dict:
 
 
 def run(name: str, n: int, seed: int, device: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--n", str(n), "--seed", str(seed)]
-    out = subprocess.run([*cmd, "--device", device], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return worker_result(__file__, "--worker", name, "--n", str(n), "--seed", str(seed), "--device", device)
 
 
 def main() -> None:
