@@ -646,6 +646,17 @@ def _stop_cells(r: Any) -> list[str]:
     ]
 
 
+def curve_stats(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
+    """Per ``keys`` and labeled count: ``mean``, ``std`` (sample std over trials) and
+    ``n_trials`` of ``metric`` (rows where it is NaN left out)."""
+    return (
+        frame.dropna(subset=[metric])
+        .groupby([*keys, "n_labeled"], sort=True)[metric]
+        .agg(mean="mean", std=lambda s: sample_std(s.to_numpy()), n_trials="count")
+        .reset_index()
+    )
+
+
 def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
     """Mean and std of ``metric`` at each labeled count over trials, AUBC per trial
     (then mean ± std), mean selection and training time per cycle, and the number of
@@ -670,11 +681,7 @@ def summarize(df: pd.DataFrame, metric: str = "accuracy") -> Report:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         listed = f" (logged: {', '.join(logged)})" if logged else ""
         raise TrackingError(f"no trial logged {metric!r}; nothing to summarize{hint}{listed}")
-    curves = (
-        valid.groupby([*keys, "n_labeled"], sort=True)[metric]
-        .agg(mean="mean", std=lambda s: sample_std(s.to_numpy()), n_trials="count")
-        .reset_index()
-    )
+    curves = curve_stats(valid, metric, keys)
 
     trial_rows = []
     for (*key, trial_run_id), g in df.groupby([*keys, "trial_run_id"], sort=True):

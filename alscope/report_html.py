@@ -28,7 +28,16 @@ import numpy as np
 import pandas as pd
 
 from alscope.errors import ConfigError
-from alscope.report import Report, _interval, _pm, _seconds, class_sort_key, config_from_params
+from alscope.report import (
+    Report,
+    _interval,
+    _pm,
+    _seconds,
+    _stop_cells,
+    class_sort_key,
+    config_from_params,
+    curve_stats,
+)
 
 #: the metric an open-set scenario logs per cycle; shown with the composition
 QUERY_PRECISION = "query_precision"
@@ -66,13 +75,14 @@ def build_html(
     main = reports[0]
     configs = configs or {}
     pools = _pool_sizes(main)
+    precision_curves = _other_metric(main, QUERY_PRECISION)
     settings = []
     for dataset, scenario in main.blocks():
         rows, _ = main._block(dataset, scenario)
         name = f"{dataset} / {scenario}"
         curves = []
         for rep in reports:
-            data = _curves(rep, dataset, scenario)
+            data = _curves(rep.curves, dataset, scenario)
             if data:
                 stops = _stop_marks(rep, dataset, scenario) if rep is main else None
                 png = curves_png(
@@ -88,7 +98,7 @@ def build_html(
             for r in rows.itertuples(index=False)
         }
         composition = _composition(main, dataset, scenario)
-        precision = _curves_of(main, dataset, scenario, QUERY_PRECISION)
+        precision = _curves(precision_curves, dataset, scenario)
         settings.append(
             {
                 "name": name,
@@ -197,27 +207,24 @@ def _block_rows(frame: pd.DataFrame, dataset: str, scenario: str) -> pd.DataFram
     return frame[(frame["dataset"] == dataset) & (frame["scenario"] == scenario)]
 
 
-def _curves(rep: Report, dataset: str, scenario: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    block = _block_rows(rep.curves, dataset, scenario).dropna(subset=["mean"])
+def _curves(
+    curves: pd.DataFrame, dataset: str, scenario: str
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``{label: (labeled counts, mean, std)}`` of one setting from a curve table
+    (:func:`alscope.report.curve_stats`)."""
+    block = _block_rows(curves, dataset, scenario).dropna(subset=["mean"])
     return {
         str(label): (g["n_labeled"].to_numpy(), g["mean"].to_numpy(), g["std"].fillna(0.0).to_numpy())
         for label, g in block.groupby("label", sort=False)
     }
 
 
-def _curves_of(
-    rep: Report, dataset: str, scenario: str, metric: str
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Mean ± std of another per-cycle metric, from the report's own trial frame."""
+def _other_metric(rep: Report, metric: str) -> pd.DataFrame:
+    """The curve table of another per-cycle metric the trials logged (empty where none)."""
     frame = rep.trial_metrics
-    if frame.empty or metric not in frame.columns:
-        return {}
-    block = _block_rows(frame, dataset, scenario).dropna(subset=[metric])
-    out = {}
-    for label, g in block.groupby("label", sort=False):
-        stats = g.groupby("n_labeled")[metric].agg(["mean", "std"]).fillna(0.0)
-        out[str(label)] = (stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].to_numpy())
-    return out
+    if frame.empty or metric not in frame.columns or frame[metric].isna().all():
+        return pd.DataFrame(columns=["dataset", "scenario", "label", "n_labeled", "mean", "std"])
+    return curve_stats(frame, metric, ["dataset", "scenario", "label"])
 
 
 def _pool_sizes(rep: Report) -> dict[tuple[str, str], dict[str, float]]:
@@ -263,8 +270,6 @@ def _stop_marks(rep: Report, dataset: str, scenario: str) -> dict[str, list[tupl
 
 
 def _stop_rows(rep: Report, dataset: str, scenario: str) -> list[list[str]]:
-    from alscope.report import _stop_cells
-
     return [_stop_cells(r) for r in rep._stops_of(dataset, scenario).itertuples(index=False)]
 
 
