@@ -32,6 +32,7 @@ from torch import nn
 from alscope.components import Params
 from alscope.errors import ModelError
 from alscope.strategies._distances import BLOCK_ELEMENTS, as_tensor, kmeans, l2_normalize, select_sequentially
+from alscope.strategies._pool_model import eval_mode
 from alscope.strategies.base import PoolView, Requirements, Strategy
 from alscope.strategies.kmeans import representatives
 
@@ -49,8 +50,7 @@ class AlfaMixParams(Params):
 
 def classifier_of(view: PoolView, strategy: str) -> nn.Module:
     """The trained model's last layer (embeddings to logits), or a clear error."""
-    model = view.model
-    clf = getattr(model, "classifier", None)
+    clf = getattr(view.require_model(strategy), "classifier", None)
     if not isinstance(clf, nn.Module):
         raise ModelError(f"strategy {strategy!r} needs the trained model's classifier (its last layer)")
     return clf
@@ -124,17 +124,13 @@ class AlfaMix(Strategy):
         step = max(1, BLOCK_ELEMENTS // max(1, z.shape[1] + view.n_classes))
         candidate = torch.zeros(len(z), dtype=torch.bool, device=device)
         cap, n_steps = 0.0, 0
-        was_training = clf.training
-        clf.eval()
-        try:
+        with eval_mode(clf):
             while cap < 1.0:
                 n_steps += 1
                 cap = n_steps * self.params.alpha_cap
                 candidate |= flipped(clf, z, anchors, cap / math.sqrt(z.shape[1]), step)
                 if int(candidate.sum()) > budget:
                     break
-        finally:
-            clf.train(was_training)
         cand = torch.nonzero(candidate).squeeze(1).cpu().numpy()
         if len(cand) > budget:
             feats = l2_normalize(z[torch.from_numpy(cand).to(device)])
