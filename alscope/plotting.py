@@ -9,6 +9,15 @@ from typing import Any
 import numpy as np
 
 
+def mean_with_band(
+    ax: Any, x: np.ndarray, mean: np.ndarray, std: np.ndarray, label: str, **style: Any
+) -> Any:
+    """One curve with its +-1 std band in the line's colour; returns the line."""
+    (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label, **style)
+    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    return line
+
+
 def plot_learning_curves(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     path: Path,
@@ -17,16 +26,11 @@ def plot_learning_curves(
     ylabel: str = "accuracy",
 ) -> Path:
     """One line per label with a +-1 std band; ``curves[label] = (x, mean, std)``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     for label, (x, mean, std) in curves.items():
         x, mean, std = (np.asarray(a, dtype=float) for a in (x, mean, std))
-        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label)
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        mean_with_band(ax, x, mean, std, label)
     ax.set_xlabel("labeled samples")
     ax.set_ylabel(ylabel)
     if title:
@@ -90,8 +94,7 @@ def curves_png(
         for ax, scale in zip(axes, (1.0, pool), strict=True):
             if not np.isfinite(scale) or scale <= 0:
                 continue
-            (line,) = ax.plot(x / scale, mean, marker="o", markersize=3, label=label, **style)
-            ax.fill_between(x / scale, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+            line = mean_with_band(ax, x / scale, mean, std, label, **style)
             for criterion, at in (stops or {}).get(label, []):
                 y = float(np.interp(at, x, mean))
                 ax.plot(
