@@ -642,7 +642,9 @@ class Experiment:
             if ts.stopped is not None:
                 break
         trial_aubc = _trial_aubc(ts)
-        tracker.log_metrics(ts.run_id, {"aubc": trial_aubc, **self.stop_monitor.trial_summary(ts)})
+        # killed after this batch but before the state said the trial was done: the store has it
+        if 0 not in tracker.logged_steps(ts.run_id, "aubc"):
+            tracker.log_metrics(ts.run_id, {"aubc": trial_aubc, **self.stop_monitor.trial_summary(ts)})
         tracker.finish(ts.run_id)
         ts.done = True
         self.state.save(self.run_dir)

@@ -206,6 +206,27 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert client.get_run(a["parent_run_id"]).info.status == "FINISHED"
 
 
+def test_resume_killed_between_a_trials_aubc_and_its_done_mark_logs_it_once(tmp_path):
+    """The trial's ``aubc`` reached MLflow, then the process died before the state said so."""
+    from mlflow import MlflowClient
+
+    cfg = quick(tmp_path, trials=2, tracking={"enabled": True, "uri": f"sqlite:///{tmp_path / 'ml.db'}"})
+    finished = run_experiment(cfg)
+    run_dir = next((tmp_path / "runs").iterdir())
+    state = _state(run_dir)
+    state["status"] = "RUNNING"
+    state["trials"][-1]["done"] = False  # every cycle saved and logged, aubc logged, not marked
+    (run_dir / "state.json").write_text(json.dumps(state))
+
+    resumed = Experiment.resume(tmp_path, run_dir.name).run()
+    assert resumed.summary["aubc"] == finished.summary["aubc"]
+    client = MlflowClient(state["tracking_uri"])
+    for run_id in [t["run_id"] for t in state["trials"]] + [state["parent_run_id"]]:
+        for key in client.get_run(run_id).data.metrics:
+            steps = [m.step for m in client.get_metric_history(run_id, key)]
+            assert len(steps) == len(set(steps)), f"{key} logged twice at a step: {sorted(steps)}"
+
+
 class _RecordsView(Strategy):
     """Model-free picks that record what the pool view held."""
 
