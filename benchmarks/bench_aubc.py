@@ -63,6 +63,8 @@ def run(name: str, opts: argparse.Namespace, results_dir: str) -> dict[str, Any]
         config["data_dir"] = opts.data_dir
     if opts.dataset_param:
         config["dataset"] = {"name": opts.dataset, "params": params_of(opts.dataset_param, "--dataset-param")}
+    if opts.strategy_param and name != "random":
+        config["strategy"] = {"name": name, "params": params_of(opts.strategy_param, "--strategy-param")}
     if opts.backbone:
         config["backbone"] = {
             "name": opts.backbone,
@@ -101,6 +103,12 @@ def main() -> None:
     parser.add_argument("--dataset-param", action="append", default=[], help="key=value, repeatable")
     parser.add_argument("--backbone", default=None, help="default: the dataset's")
     parser.add_argument("--backbone-param", action="append", default=[], help="key=value, repeatable")
+    parser.add_argument(
+        "--strategy-param",
+        action="append",
+        default=[],
+        help="key=value, repeatable; given to every strategy but random",
+    )
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--cycles", type=int, default=5)

@@ -27,7 +27,10 @@ from alscope.strategies.base import PoolView, Requirements, ScoringStrategy
 
 class CALParams(Params):
     n_neighbors: int = Field(
-        default=10, ge=1, description="labeled neighbours per candidate (official num_nei)"
+        default=10,
+        ge=1,
+        description="labeled neighbours per candidate (official num_nei); with about 10 labels a "
+        "class, 1-3 keeps the neighbourhood local (MNIST: 10 queries one class, 1 beats random)",
     )
     normalize: bool = Field(
         default=True, description="L2-normalise the embeddings before the neighbour search (official)"
