@@ -1106,7 +1106,8 @@ def report(
             from alscope.report import load_configs
             from alscope.report_html import write_html
 
-            configs = load_configs(uri, list(rep.runs["parent_run_id"]))
+            ids, roots = list(rep.runs["parent_run_id"]), list(rep.runs["artifact_uri"])
+            configs = load_configs(uri, ids, dict(zip(ids, roots, strict=True)))
             write_html(reports, html, experiment=experiment, tracking_uri=uri, configs=configs)
             out.print(f"HTML: {html}")
     except AlscopeError as exc:

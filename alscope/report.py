@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -225,6 +225,7 @@ def _run_record(parent: Any, info: dict[str, Any]) -> dict[str, Any]:
         "command": parent.data.tags.get(TAG_COMMAND, ""),
         "n_pool": float(n_pool) if n_pool is not None else math.nan,
         "params": dict(parent.data.params),
+        "artifact_uri": parent.info.artifact_uri,
     }
 
 
@@ -801,6 +802,7 @@ RUN_COLUMNS = (
     "command",
     "n_pool",
     "params",
+    "artifact_uri",
 )
 
 
@@ -883,7 +885,8 @@ def _off_diagonal_mean(matrix: pd.DataFrame, axis: int) -> pd.Series:
 def penalty_matrix(trial_values: pd.DataFrame, alpha: float = 0.05) -> PenaltyMatrix:
     """The pairwise penalty matrix (see :class:`PenaltyMatrix`) of per-trial values
     ``dataset, scenario, label, trial, n_labeled, value`` (higher is better)."""
-    from scipy.stats import t as student_t
+    # Student's t survival function from scipy.special (scipy.stats costs 0.7 s to import)
+    from scipy.special import stdtr
 
     labels = sorted(trial_values["label"].unique()) if len(trial_values) else []
     index = {label: i for i, label in enumerate(labels)}
@@ -905,7 +908,7 @@ def penalty_matrix(trial_values: pd.DataFrame, alpha: float = 0.05) -> PenaltyMa
             mean = np.where(n > 0, np.nansum(d, axis=2) / np.maximum(n, 1), np.nan)
             sd = np.sqrt(np.nansum((d - mean[:, :, None]) ** 2, axis=2) / np.maximum(n - 1, 1))
             tstat = mean / (sd / np.sqrt(n))
-            p = 2 * student_t.sf(np.abs(tstat), np.maximum(n - 1, 1))
+            p = 2 * stdtr(np.maximum(n - 1, 1), -np.abs(tstat))
         significant = np.where(sd > 0, p < alpha, mean != 0)
         beats = (n >= 2) & significant & (mean > 0)
         rows = [index[label] for label in cube.index]
@@ -916,17 +919,30 @@ def penalty_matrix(trial_values: pd.DataFrame, alpha: float = 0.05) -> PenaltyMa
     return PenaltyMatrix(matrix=matrix, settings=settings, alpha=alpha)
 
 
-def load_configs(tracking_uri: str, parent_run_ids: Sequence[str]) -> dict[str, str]:
+def load_configs(
+    tracking_uri: str, parent_run_ids: Sequence[str], artifact_uris: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The ``config.yaml`` artifact of each experiment run that has one (the resolved
-    config the run started with; ``alscope run --config`` takes it back)."""
+    config the run started with; ``alscope run --config`` takes it back).
+
+    ``artifact_uris`` (run id -> artifact root, the report's ``runs["artifact_uri"]``)
+    lets each file be read from its artifact store directly: ``MlflowClient``'s download
+    looks the run up twice and builds a client per call, 14 ms a run (1.4 s for 100).
+    """
     import tempfile
 
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
     client = _client(tracking_uri)
+    known = dict(artifact_uris or {})
     configs: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, run_id in enumerate(parent_run_ids):
             try:
-                local = client.download_artifacts(run_id, "config.yaml", f"{tmp}/{i}")
+                root = known.get(run_id) or client.get_run(run_id).info.artifact_uri
+                folder = Path(tmp, str(i))
+                folder.mkdir()
+                local = get_artifact_repository(root).download_artifacts("config.yaml", str(folder))
                 configs[run_id] = Path(local).read_text(encoding="utf-8")
             except Exception:  # a run without the artifact shows its params instead
                 continue

@@ -235,6 +235,47 @@ def test_markdown_and_csv_gain_the_same_tables(store: dict, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+def test_figures_drawn_in_forked_workers_equal_those_drawn_in_process(
+    store: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alscope.report_html as report_html
+
+    reports = [summarize(load_trials(store["uri"], EXPERIMENT), metric=m) for m in ("accuracy", "macro_f1")]
+    forked: list[int] = []
+    in_workers = report_html._draw_in_workers
+
+    def counting(jobs: list, workers: int) -> list[bytes] | None:
+        forked.append(workers)
+        return in_workers(jobs, workers)
+
+    def page() -> str:
+        html = report_html.build_html(reports, experiment=EXPERIMENT, tracking_uri=store["uri"])
+        return re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "", html)
+
+    monkeypatch.setattr(report_html, "_draw_in_workers", counting)
+    monkeypatch.setattr(report_html, "_usable_cpus", lambda: 1)
+    in_process = page()
+    assert forked == []
+    monkeypatch.setattr(report_html, "_usable_cpus", lambda: 2)
+    in_parallel = page()
+    assert forked == [2]
+    assert in_parallel == in_process and in_process.count("data:image/png;base64,") >= 5
+
+
+@pytest.mark.slow
+def test_configs_are_read_from_the_artifact_roots_the_report_found(store: dict) -> None:
+    from alscope.report import load_configs
+
+    runs = summarize(load_trials(store["uri"], EXPERIMENT)).runs
+    ids = list(runs["parent_run_id"])
+    roots = dict(zip(ids, runs["artifact_uri"], strict=True))
+    direct = load_configs(store["uri"], ids, roots)
+    assert set(direct) == set(ids) and all("strategy:" in text for text in direct.values())
+    assert load_configs(store["uri"], ids) == direct  # without roots each run is looked up
+    assert load_configs(store["uri"], [*ids[:1], "0" * 32]) == {ids[0]: direct[ids[0]]}
+
+
+@pytest.mark.slow
 def test_html_refuses_bad_input_in_one_line(store: dict, tmp_path: Path) -> None:
     base = _report_args(store)
     result = CliRunner().invoke(app, [*base, "--html", str(tmp_path)])
