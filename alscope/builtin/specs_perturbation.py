@@ -77,3 +77,16 @@ PERTURBATION_STRATEGIES.append(
         family="perturbation",
     )
 )
+PERTURBATION_STRATEGIES.append(
+    StrategySpec(
+        "forgetting",
+        f"{_S}.forgetting:Forgetting",
+        "most changes of the predicted class between checkpoints of the cycle's training, "
+        "ties by the final margin",
+        aliases=("Forgetting", "ForgettingEvents", "forgetting_events"),
+        paper="Toneva et al., ICLR 2019: An empirical study of example forgetting during deep "
+        "neural network learning (pool: flips of the predicted label)",
+        needs=("probs", "unlabeled data in training", "extra_outputs"),
+        family="perturbation",
+    )
+)

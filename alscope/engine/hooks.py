@@ -169,3 +169,13 @@ class TrainingHooks:
         VAE). The default calls :meth:`pool_outputs`."""
         del inputs
         return self.pool_outputs(output, modules)
+
+    def pool_indexed_outputs(
+        self, indices: torch.Tensor, inputs: Any, output: BackboneOutput, modules: dict[str, nn.Module]
+    ) -> dict[str, torch.Tensor]:
+        """What the pool pass calls for each batch: like :meth:`pool_batch_outputs` with
+        the batch's dataset (pool) indices ``(B,)`` on the CPU too, for hooks that hand
+        over per-sample state recorded during training (forgetting's prediction flips).
+        The default calls :meth:`pool_batch_outputs`."""
+        del indices
+        return self.pool_batch_outputs(inputs, output, modules)

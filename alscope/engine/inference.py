@@ -90,7 +90,7 @@ def infer(
             if embeddings:
                 values["embeddings"] = out.embedding
             if extra_outputs and hooks is not None:
-                extra = hooks.pool_batch_outputs(inputs, out, modules or {})
+                extra = hooks.pool_indexed_outputs(batch.indices, inputs, out, modules or {})
                 missing = [k for k in extra_outputs if k not in extra]
                 if missing:
                     raise KeyError(f"{who}: training hooks did not compute {missing}")

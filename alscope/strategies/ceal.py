@@ -84,6 +84,11 @@ class PseudoLabelHooks(TrainingHooks):
     ) -> dict[str, torch.Tensor]:
         return self.inner.pool_batch_outputs(inputs, output, modules)
 
+    def pool_indexed_outputs(
+        self, indices: torch.Tensor, inputs: Any, output: BackboneOutput, modules: dict[str, nn.Module]
+    ) -> dict[str, torch.Tensor]:
+        return self.inner.pool_indexed_outputs(indices, inputs, output, modules)
+
 
 class CEAL(Strategy):
     """A base strategy's query plus high-confidence pseudo-labels for training."""

@@ -326,3 +326,192 @@ def test_saal_matches_the_authors_per_sample_loop() -> None:
     top = select("saal", view, 3, rho=0.5, diversity=False)
     assert sorted(top.tolist()) == sorted(np.argsort(-ref[:, 0])[:3].tolist())
     assert select("saal", view, 3, rho=0.5)[0] == int(np.argmax(ref[:, 0]))  # k-means++ starts at the max
+
+
+# -- forgetting ------------------------------------------------------------------------------
+
+
+class Oscillating(nn.Module):
+    """A two-class model whose prediction on flagged samples swings with the number of
+    *training* forward passes it has run (one per epoch at one batch per epoch):
+    ``x[1] = 1`` flips every pass, ``x[2] = 1`` every second pass; unflagged samples keep
+    the sign of ``x[0]`` with a small margin (uncertain but stable). A trained linear
+    term, scaled down, keeps the optimiser honest without moving any prediction."""
+
+    n_classes = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 1)
+        self.register_buffer("passes", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, inputs: torch.Tensor, return_features: bool = False) -> BackboneOutput:
+        if self.training:
+            self.passes += 1
+        p = int(self.passes)
+        swing = 5.0 * (inputs[:, 1] * (-1) ** p + inputs[:, 2] * (-1) ** (p // 2))
+        s = swing + 0.05 * inputs[:, 0] + 1e-4 * self.linear(inputs)[:, 0]
+        return BackboneOutput(torch.stack([s, -s], dim=1), inputs)
+
+
+def oscillating_pool() -> tuple[TensorSource, np.ndarray, dict[str, np.ndarray]]:
+    """30 samples in three scattered groups: every-pass flippers, every-second-pass
+    flippers, stable ones; 6 stable ones are labeled."""
+    rng = np.random.default_rng(0)
+    group = rng.permutation(np.repeat([0, 1, 2], 10))  # 0: stable, 1: x[1], 2: x[2]
+    x = np.zeros((30, 3), dtype=np.float32)
+    x[:, 0] = rng.choice([-1.0, 1.0], 30) * rng.uniform(0.5, 1.0, 30)
+    x[group == 1, 1] = 1.0
+    x[group == 2, 2] = 1.0
+    labels = (x[:, 0] < 0).astype(np.int64)
+    labeled = np.flatnonzero(group == 0)[:6]
+    groups = {
+        name: np.setdiff1d(np.flatnonzero(group == g), labeled)
+        for g, name in enumerate(["stable", "every", "second"])
+    }
+    return TensorSource(torch.from_numpy(x), labels), labeled, groups
+
+
+def forgetting_fit(
+    epochs: int = 8, **params: Any
+) -> tuple[Oscillating, TensorSource, np.ndarray, np.ndarray, Any]:
+    from alscope.config import TrainingConfig
+    from alscope.engine.trainer import Trainer
+    from alscope.strategies.forgetting import Forgetting
+
+    src, labeled, _ = oscillating_pool()
+    unlabeled = np.setdiff1d(np.arange(len(src)), labeled)
+    strategy = Forgetting(params)
+    hooks = strategy.training_hooks()
+    model = Oscillating()
+    config = TrainingConfig(epochs=epochs, batch_size=64, lr=1e-3, min_steps=0, device="cpu")
+    Trainer(config, torch.device("cpu")).fit(
+        model,
+        src,
+        labeled,
+        torch.from_numpy(src.labels),
+        seed=0,
+        hooks=hooks,
+        modules={},
+        unlabeled=unlabeled,
+    )
+    assert int(model.passes) == epochs  # the recording passes ran in eval mode
+    view = compute_pool_view(
+        model,
+        src,
+        unlabeled,
+        labeled,
+        src.labels[labeled],
+        strategy.requirements(),
+        n_classes=2,
+        device=torch.device("cpu"),
+        batch_size=7,  # several pool batches: each row's count is found by its index
+        hooks=hooks,
+        modules={},
+    )
+    return model, src, unlabeled, view.extras["forgetting_flips"].numpy(), (strategy, view)
+
+
+def test_forgetting_queries_the_samples_whose_prediction_flips() -> None:
+    _, _, unlabeled, flips, (strategy, view) = forgetting_fit()
+    _, _, groups = oscillating_pool()
+    by_index = dict(zip(unlabeled.tolist(), flips.tolist(), strict=True))
+    # 8 checkpoints: a flip at each of the 7 transitions, or at every second one (4)
+    assert {by_index[i] for i in groups["every"]} == {7.0}
+    assert {by_index[i] for i in groups["second"]} == {4.0}
+    assert {by_index[i] for i in groups["stable"]} == {0.0}
+    # the flippers end confident, the stable ones uncertain: margin sampling would take these
+    margin_pick = alscope.get_strategy("margin").query(view, 4, seed=0)
+    assert set(margin_pick.tolist()) <= set(groups["stable"].tolist())
+    assert sorted(strategy.query(view, 10, seed=0).tolist()) == sorted(groups["every"].tolist())
+    top = strategy.query(view, 20, seed=1)
+    assert sorted(top.tolist()) == sorted(np.concatenate([groups["every"], groups["second"]]).tolist())
+    assert set(top[:10].tolist()) == set(groups["every"].tolist())  # more flips first
+
+
+def test_forgetting_ties_follow_the_final_margin_then_chance() -> None:
+    _, _, unlabeled, _, (strategy, view) = forgetting_fit()
+    _, _, groups = oscillating_pool()
+    stable = groups["stable"]
+    margin = (view.probs[:, 0] - view.probs[:, 1]).abs().numpy()
+    position = {int(i): k for k, i in enumerate(unlabeled)}
+    first_stable = strategy.query(view, 21, seed=0)[-1]  # after the 20 flippers
+    assert first_stable == stable[np.argmin([margin[position[int(i)]] for i in stable])]
+    rand = alscope.get_strategy("forgetting", tie_break="random")
+    assert "probs" not in rand.requirements().describe()
+    picks = {tuple(rand.query(view, 12, seed=s)[10:].tolist()) for s in range(6)}
+    assert len(picks) > 1 and all(set(p) <= set(groups["second"].tolist()) for p in picks)
+
+
+@pytest.mark.parametrize("spacing", [{"every_epochs": 2}, {"every_steps": 2}])
+def test_forgetting_checkpoint_spacing_changes_what_counts(spacing: dict[str, int]) -> None:
+    """Checkpoints after passes 2, 4, 6, 8: the every-pass flippers always look the same
+    (0 flips), the every-second-pass ones alternate (3 flips)."""
+    _, _, unlabeled, flips, (strategy, view) = forgetting_fit(**spacing)
+    _, _, groups = oscillating_pool()
+    by_index = dict(zip(unlabeled.tolist(), flips.tolist(), strict=True))
+    assert {by_index[i] for i in groups["every"]} == {0.0}
+    assert {by_index[i] for i in groups["second"]} == {3.0}
+    assert sorted(strategy.query(view, 10, seed=0).tolist()) == sorted(groups["second"].tolist())
+
+
+def test_forgetting_default_spacing_bounds_the_records_and_keeps_the_last() -> None:
+    """20 epochs, n_checkpoints=3: every 7th epoch (passes 7, 14) and the last (20)."""
+    _, _, unlabeled, flips, _ = forgetting_fit(epochs=20, n_checkpoints=3)
+    _, _, groups = oscillating_pool()
+    by_index = dict(zip(unlabeled.tolist(), flips.tolist(), strict=True))
+    # every pass: signs of passes 7, 14, 20 are -, +, + (1 flip); second: 7//2=3, 7, 10: -, -, + (1)
+    assert {by_index[i] for i in groups["every"]} == {1.0}
+    assert {by_index[i] for i in groups["second"]} == {1.0}
+
+
+def test_forgetting_subset_measures_only_some_and_ranks_the_rest_last() -> None:
+    _, _, unlabeled, flips, (strategy, view) = forgetting_fit(subset=5)
+    assert (flips >= 0).sum() == 5 and set(flips[flips < 0].tolist()) == {-1.0}
+    measured = unlabeled[flips >= 0]
+    assert set(strategy.query(view, 5, seed=0).tolist()) == set(measured.tolist())
+
+
+def test_forgetting_without_recorded_predictions_is_a_clear_error() -> None:
+    from alscope.strategies.forgetting import Forgetting
+
+    src, labeled, _ = oscillating_pool()
+    strategy = Forgetting()
+    with pytest.raises(ModelError, match="recorded no predictions"):
+        compute_pool_view(
+            Oscillating(),
+            src,
+            np.setdiff1d(np.arange(len(src)), labeled),
+            labeled,
+            src.labels[labeled],
+            strategy.requirements(),
+            n_classes=2,
+            device=torch.device("cpu"),
+            batch_size=8,
+            hooks=strategy.training_hooks(),
+            modules={},
+        )
+    # from Python, on counts recorded elsewhere
+    view = PoolView.from_arrays(
+        probs=np.full((4, 2), 0.5), extras={"forgetting_flips": [0, 3, 1, 3]}, labeled_mask=[0, 0, 1, 0]
+    )
+    assert sorted(alscope.get_strategy("ForgettingEvents").query(view, 2, seed=0).tolist()) == [1, 3]
+
+
+def test_forgetting_runs_on_digits(tmp_path: Any) -> None:
+    from alscope.config import ExperimentConfig
+    from alscope.engine.experiment import run_experiment
+
+    cfg = ExperimentConfig.model_validate(
+        {
+            "strategy": {"name": "forgetting", "params": {"n_checkpoints": 4}},
+            "cycles": 1,
+            "n_initial": 40,
+            "n_query": 20,
+            "results_dir": str(tmp_path),
+            "training": {"epochs": 4, "min_steps": 0, "device": "cpu"},
+            "tracking": {"enabled": False},
+        }
+    )
+    trial = run_experiment(cfg).trials[0]
+    assert [c.n_labeled for c in trial.cycles] == [40, 60] and len(set(trial.labeled)) == 60
