@@ -1,5 +1,5 @@
-"""Golden behaviour of the perturbation strategies (adversarial_bim, dfal) and of the
-``pool_inputs`` contract they read."""
+"""Golden behaviour of the perturbation strategies (adversarial_bim, dfal, noise_stability,
+el2n, grand, saal, forgetting) and of the ``pool_inputs`` contract they read."""
 
 from __future__ import annotations
 
@@ -372,6 +372,24 @@ def oscillating_pool() -> tuple[TensorSource, np.ndarray, dict[str, np.ndarray]]
     return TensorSource(torch.from_numpy(x), labels), labeled, groups
 
 
+def forgetting_view(model: Any, src: TensorSource, labeled: np.ndarray, strategy: Any, hooks: Any) -> Any:
+    """The engine's pool pass over the unlabeled rows, in batches of 7: several pool
+    batches, so each row's count must be found by its dataset index."""
+    return compute_pool_view(
+        model,
+        src,
+        np.setdiff1d(np.arange(len(src)), labeled),
+        labeled,
+        src.labels[labeled],
+        strategy.requirements(),
+        n_classes=2,
+        device=torch.device("cpu"),
+        batch_size=7,
+        hooks=hooks,
+        modules={},
+    )
+
+
 def forgetting_fit(
     epochs: int = 8, **params: Any
 ) -> tuple[Oscillating, TensorSource, np.ndarray, np.ndarray, Any]:
@@ -396,19 +414,7 @@ def forgetting_fit(
         unlabeled=unlabeled,
     )
     assert int(model.passes) == epochs  # the recording passes ran in eval mode
-    view = compute_pool_view(
-        model,
-        src,
-        unlabeled,
-        labeled,
-        src.labels[labeled],
-        strategy.requirements(),
-        n_classes=2,
-        device=torch.device("cpu"),
-        batch_size=7,  # several pool batches: each row's count is found by its index
-        hooks=hooks,
-        modules={},
-    )
+    view = forgetting_view(model, src, labeled, strategy, hooks)
     return model, src, unlabeled, view.extras["forgetting_flips"].numpy(), (strategy, view)
 
 
@@ -478,19 +484,7 @@ def test_forgetting_without_recorded_predictions_is_a_clear_error() -> None:
     src, labeled, _ = oscillating_pool()
     strategy = Forgetting()
     with pytest.raises(ModelError, match="recorded no predictions"):
-        compute_pool_view(
-            Oscillating(),
-            src,
-            np.setdiff1d(np.arange(len(src)), labeled),
-            labeled,
-            src.labels[labeled],
-            strategy.requirements(),
-            n_classes=2,
-            device=torch.device("cpu"),
-            batch_size=8,
-            hooks=strategy.training_hooks(),
-            modules={},
-        )
+        forgetting_view(Oscillating(), src, labeled, strategy, strategy.training_hooks())
     # from Python, on counts recorded elsewhere
     view = PoolView.from_arrays(
         probs=np.full((4, 2), 0.5), extras={"forgetting_flips": [0, 3, 1, 3]}, labeled_mask=[0, 0, 1, 0]
