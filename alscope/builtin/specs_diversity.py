@@ -20,6 +20,16 @@ DIVERSITY_STRATEGIES: list[ComponentSpec] = [
         family="diversity",
     ),
     StrategySpec(
+        "cdal",
+        f"{_S}.cdal:CDAL",
+        "contextual diversity: greedy k-center over softmax vectors under the symmetric KL, "
+        "from the labeled set (CDAL-CS)",
+        aliases=("CDAL", "CDALSampling", "ContextualDiversity", "cdal_cs", "CDAL_CS"),
+        paper="Agarwal, Arora, Anand & Arora, ECCV 2020: Contextual diversity for active learning",
+        needs=("probs", "labeled_probs"),
+        family="diversity",
+    ),
+    StrategySpec(
         "coreset_mip",
         f"{_S}.coreset_mip:CoreSetMIP",
         "robust k-center with an outlier budget: greedy start, MIP radius search (HiGHS)",

@@ -511,3 +511,66 @@ def test_runs_with_the_engine(tmp_path: Path, name: str, n_initial: int) -> None
     selected = trial.cycles[0].selected
     assert len(selected) == cfg.n_query and len(set(selected)) == cfg.n_query
     assert len(trial.labeled) == n_initial + cfg.n_query
+
+
+# -- cdal -------------------------------------------------------------------------
+
+
+def _symmetric_kl(a: np.ndarray, b: np.ndarray) -> float:
+    return float(0.5 * np.sum((a - b) * (np.log(a) - np.log(b))))
+
+
+def test_cdal_distances_equal_the_symmetric_kl_of_the_probability_vectors() -> None:
+    from alscope.strategies.cdal import ProbabilitySpace
+
+    rng = np.random.default_rng(0)
+    a, b = rng.dirichlet(np.ones(5), size=7), rng.dirichlet(np.ones(5), size=4)
+    pa, pb = ProbabilitySpace(torch.from_numpy(a), 1e-12), ProbabilitySpace(torch.from_numpy(b), 1e-12)
+    expected = np.array([[_symmetric_kl(x, y) for y in b] for x in a])
+    np.testing.assert_allclose(pa.to(slice(0, 7), pb).numpy(), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        pa.to_row(2).numpy(), [_symmetric_kl(x, a[2]) for x in a], rtol=1e-10, atol=1e-12
+    )
+
+
+def test_cdal_picks_what_a_direct_greedy_k_center_under_the_kl_picks() -> None:
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.full(4, 0.5), size=60)
+    mask = np.zeros(60, bool)
+    mask[[3, 17, 40]] = True
+    view = PoolView.from_arrays(probs=probs, labeled_mask=mask, labeled_targets=np.zeros(3, int))
+    picks = strategy("cdal").select(view, 6, np.random.default_rng(0))
+    p = probs.astype(np.float32).astype(np.float64)  # the view holds float32
+    centres, expected = list(np.flatnonzero(mask)), []
+    for _ in range(6):
+        nearest = [
+            -1.0 if i in centres else min(_symmetric_kl(p[i], p[c]) for c in centres) for i in range(60)
+        ]
+        expected.append(int(np.argmax(nearest)))
+        centres.append(expected[-1])
+    assert list(picks) == expected
+
+
+def test_cdal_prefers_an_unseen_context_over_copies_of_the_labeled_ones() -> None:
+    """Two labeled samples confidently of class 0 and of class 1; the pool holds many
+    near-copies of them and a few samples that confuse classes 2 and 3: their context is
+    new, so they are taken first, however few they are."""
+    rng = np.random.default_rng(2)
+    known = np.array([[0.94, 0.02, 0.02, 0.02], [0.02, 0.94, 0.02, 0.02]])
+    copies = np.repeat(known, 20, axis=0) + rng.uniform(0, 0.01, size=(40, 4))
+    confusing = np.array([[0.05, 0.05, 0.45, 0.45], [0.04, 0.06, 0.5, 0.4], [0.06, 0.04, 0.4, 0.5]])
+    probs = np.concatenate([known, copies, confusing])
+    probs /= probs.sum(axis=1, keepdims=True)
+    mask = np.zeros(len(probs), bool)
+    mask[:2] = True
+    view = PoolView.from_arrays(probs=probs, labeled_mask=mask, labeled_targets=np.array([0, 1]))
+    first = strategy("cdal").select(view, 2, np.random.default_rng(0))
+    assert set(first) <= {42, 43, 44}
+    assert strategy("CDAL").component_name == "cdal"
+
+
+def test_cdal_without_labels_starts_from_a_random_sample_and_spreads() -> None:
+    probs = np.array([[0.97, 0.01, 0.02]] * 5 + [[0.01, 0.97, 0.02]] * 5 + [[0.02, 0.01, 0.97]] * 5)
+    view = PoolView.from_arrays(probs=probs)
+    picks = strategy("cdal").select(view, 3, np.random.default_rng(4))
+    assert sorted(int(p) // 5 for p in picks) == [0, 1, 2]  # one of each context
