@@ -47,6 +47,7 @@ from alscope.scenarios.base import OOD, PreparedScenario, Scenario
 from alscope.scenarios.composed import ComposedScenario
 from alscope.specs import ComponentSpec
 from alscope.strategies.base import (
+    PoolView,
     ScoringStrategy,
     SSLRequest,
     Strategy,
@@ -457,7 +458,7 @@ class Experiment:
         return f"{name} ({own})"
 
     def _summarize(self, dataset: ALDataset, n_candidates: int) -> dict[str, Any]:
-        aubcs = [_trial_aubc(t) for t in self.state.trials]
+        aubcs = [trial_aubc(t) for t in self.state.trials]
         finals = [t.cycles[-1].metrics.get("accuracy", np.nan) for t in self.state.trials if t.cycles]
         sel = [
             c.metrics.get("selection_time", np.nan)
@@ -641,14 +642,14 @@ class Experiment:
             self.progress.cycle_end(trial, record)
             if ts.stopped is not None:
                 break
-        trial_aubc = _trial_aubc(ts)
+        this_aubc = trial_aubc(ts)
         # killed after this batch but before the state said the trial was done: the store has it
         if 0 not in tracker.logged_steps(ts.run_id, "aubc"):
-            tracker.log_metrics(ts.run_id, {"aubc": trial_aubc, **self.stop_monitor.trial_summary(ts)})
+            tracker.log_metrics(ts.run_id, {"aubc": this_aubc, **self.stop_monitor.trial_summary(ts)})
         tracker.finish(ts.run_id)
         ts.done = True
         self.state.save(self.run_dir)
-        self.progress.trial_end(trial, trial_aubc)
+        self.progress.trial_end(trial, this_aubc)
 
     def _select(
         self,
@@ -692,23 +693,9 @@ class Experiment:
             ssl_provider=lambda request: self._ssl_embeddings(request, prepared),
         )
         wants_score = scores is not None and "strategy_score" in self.stop_monitor.needs
-        pool_scores = None
-        if (
-            wants_score
-            and isinstance(strategy, ScoringStrategy)
-            and type(strategy).select is ScoringStrategy.select
-        ):
-            # the top-k selection itself: one scoring pass serves it and the stopping measure
-            pool_scores = strategy.score(view)
-            chosen = view.unlabeled[top_k(pool_scores.detach().float().cpu().numpy(), cfg.n_query, rng)]
-        else:
-            chosen = strategy.select(view, cfg.n_query, rng)
-        selected = validate_selection(chosen, unlabeled, cfg.n_query, name)
-        if wants_score and scores is not None:
-            assert isinstance(strategy, ScoringStrategy)  # checked with the configuration
-            if pool_scores is None:
-                pool_scores = strategy.score(view)
-            scores["strategy_score"] = float(torch.as_tensor(pool_scores).double().mean())
+        selected, mean_score = select_batch(strategy, view, cfg.n_query, rng, name, wants_score)
+        if mean_score is not None and scores is not None:
+            scores["strategy_score"] = mean_score
         probs = None
         if cfg.training.bias_correction != "none":
             proposal = strategy.proposal(view)
@@ -828,15 +815,7 @@ class Experiment:
         )
 
     def _log_cycle(self, ts: TrialState, record: CycleRecord, tracker: Tracker) -> None:
-        # The artifact first (re-writing it is harmless): metrics in the store then prove
-        # that the whole cycle was logged, which is what resume checks.
-        tracker.log_text(
-            ts.run_id,
-            json.dumps({"cycle": record.cycle, "n_labeled": record.n_labeled, "selected": record.selected}),
-            f"selections/cycle_{record.cycle:03d}.json",
-        )
-        tracker.log_metrics(ts.run_id, record.metrics, step=record.n_labeled)
-        record.logged = True
+        log_cycle_record(tracker, ts.run_id, record)
         self.state.save(self.run_dir)
 
     def _reconcile_logging(self, ts: TrialState, tracker: Tracker) -> None:
@@ -853,6 +832,53 @@ class Experiment:
         self.state.save(self.run_dir)
 
 
+def select_batch(
+    strategy: Strategy, view: PoolView, budget: int, rng: np.random.Generator, name: str, wants_score: bool
+) -> tuple[np.ndarray, float | None]:
+    """The strategy's validated batch from ``view`` and, when ``wants_score`` (a stopping
+    criterion reads the strategy's scores), the mean score over the pool."""
+    pool_scores = None
+    if (
+        wants_score
+        and isinstance(strategy, ScoringStrategy)
+        and type(strategy).select is ScoringStrategy.select
+    ):
+        # the top-k selection itself: one scoring pass serves it and the stopping measure
+        pool_scores = strategy.score(view)
+        chosen = view.unlabeled[top_k(pool_scores.detach().float().cpu().numpy(), budget, rng)]
+    else:
+        chosen = strategy.select(view, budget, rng)
+    selected = validate_selection(chosen, view.unlabeled, budget, name)
+    if not wants_score:
+        return selected, None
+    assert isinstance(strategy, ScoringStrategy)  # checked with the configuration
+    if pool_scores is None:
+        pool_scores = strategy.score(view)
+    return selected, float(torch.as_tensor(pool_scores).double().mean())
+
+
+def log_cycle_record(tracker: Tracker, run_id: str | None, record: CycleRecord) -> None:
+    """One cycle into the trial's MLflow run and ``record.logged`` set (the caller saves the
+    state). The artifact goes first (re-writing it is harmless): metrics in the store then
+    prove that the whole cycle was logged, which is what resume checks."""
+    tracker.log_text(
+        run_id,
+        json.dumps({"cycle": record.cycle, "n_labeled": record.n_labeled, "selected": record.selected}),
+        f"selections/cycle_{record.cycle:03d}.json",
+    )
+    tracker.log_metrics(run_id, record.metrics, step=record.n_labeled)
+    record.logged = True
+
+
+def trial_aubc(ts: TrialState) -> float:
+    """The trial's area under the accuracy curve over the labeled counts."""
+    points = [(c.n_labeled, c.metrics["accuracy"]) for c in ts.cycles if "accuracy" in c.metrics]
+    if not points:
+        return float("nan")
+    x, y = zip(*points, strict=True)
+    return aubc(list(x), list(y))
+
+
 def _unlabeled(dataset: ALDataset, prepared: PreparedScenario, labeled: np.ndarray) -> np.ndarray:
     """The scenario's candidates not yet labeled, sorted."""
     is_unlabeled = np.ones(len(dataset.pool), dtype=bool)
@@ -860,14 +886,6 @@ def _unlabeled(dataset: ALDataset, prepared: PreparedScenario, labeled: np.ndarr
     candidate_mask = np.zeros(len(dataset.pool), dtype=bool)
     candidate_mask[prepared.candidates] = True
     return np.flatnonzero(is_unlabeled & candidate_mask)
-
-
-def _trial_aubc(ts: TrialState) -> float:
-    points = [(c.n_labeled, c.metrics["accuracy"]) for c in ts.cycles if "accuracy" in c.metrics]
-    if not points:
-        return float("nan")
-    x, y = zip(*points, strict=True)
-    return aubc(list(x), list(y))
 
 
 def _quietly(fn: Callable[..., Any], *args: Any) -> None:
