@@ -29,6 +29,7 @@ def lint(session: nox.Session) -> None:
         "tests",
         "benchmarks",
         "plugins",
+        "examples",
         "noxfile.py",
     )
 
