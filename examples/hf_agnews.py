@@ -78,7 +78,7 @@ def main(
         **learner_options,
     )
     y_pool = np.asarray(pool["label"])  # stands in for your annotators
-    initial = np.random.default_rng(0).choice(n_pool, n_initial, replace=False)
+    initial = np.random.default_rng(learner.seed).choice(n_pool, n_initial, replace=False)
     learner.teach(initial, y_pool[initial])
     for _ in range(rounds):
         batch = learner.query(n_query)

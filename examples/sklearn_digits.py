@@ -31,7 +31,7 @@ def main(
         stop="stabilizing_predictions",
         **learner_options,
     )
-    initial = np.random.default_rng(0).choice(len(x_pool), n_initial, replace=False)
+    initial = np.random.default_rng(learner.seed).choice(len(x_pool), n_initial, replace=False)
     learner.teach(initial, y_pool[initial])
     for _ in range(rounds):
         batch = learner.query(n_query)

@@ -221,6 +221,7 @@ class HFModel(EngineReadModel):
         collate = _Collate(self.data_collator)
         self.pool = self._source(pool, collate)
         self.test = None if test is None else self._source(test, collate)
+        self.n_test = None if test is None else len(test)
         self.callback = StoppingCallback(self._predict_with, accuracy_key)
         self.backbone = None
         self.trainer: Any = None

@@ -72,6 +72,8 @@ class ModelAdapter(ABC):
     n_pool: int
     n_classes: int
     backbone_name: str = "custom"
+    #: the test set's size (None: no test set)
+    n_test: int | None = None
 
     def check(self, strategy: Strategy, name: str) -> None:  # noqa: B027  (most adapters take any strategy)
         """Refuse, with a clear message, a strategy this model cannot serve."""
@@ -149,6 +151,14 @@ class LearnerLoop:
         adapter.check(self.strategy, spec.name)
         self.seed = int(seed)
         self.test_labels = None if test_labels is None else np.asarray(test_labels, dtype=np.int64)
+        if self.test_labels is not None and len(self.test_labels) != adapter.n_test:
+            raise DataError(f"the test set has {adapter.n_test} inputs but {len(self.test_labels)} labels")
+        if self.test_labels is not None and len(self.test_labels):
+            low, high = int(self.test_labels.min()), int(self.test_labels.max())
+            if low < 0 or high >= adapter.n_classes:
+                raise DataError(
+                    f"test labels run from {low} to {high}; they must be classes 0..{adapter.n_classes - 1}"
+                )
         names = [stop] if isinstance(stop, str) else list(stop)
         names = [n.strip() for name in names for n in name.split(",") if n.strip()]
         unknown_params = set(stop_params or {}) - set(names)

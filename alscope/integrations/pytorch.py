@@ -116,6 +116,11 @@ class ModuleBackbone(Backbone):
         logits = getattr(output, "logits", None)
         if logits is None:
             logits = _first_tensor(output)
+        if logits.shape[-1] != self.n_classes:
+            raise ModelError(
+                f"the model gives {logits.shape[-1]} outputs per sample but n_classes={self.n_classes}; "
+                "its last layer must have one output per class"
+            )
         embedding = self._captured.get("embedding")
         if embedding is None:
             raise ModelError(
@@ -295,6 +300,7 @@ class TorchModel(EngineReadModel):
         self.pool = as_source(pool, collate_fn=collate_fn)
         self.n_pool = len(self.pool)
         self.test = None if test is None else as_source(_test_inputs(test), collate_fn=collate_fn)
+        self.n_test = None if self.test is None else len(self.test)
         self.config = (
             training if isinstance(training, TrainingConfig) else TrainingConfig(**dict(training or {}))
         )

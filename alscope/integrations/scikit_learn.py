@@ -83,7 +83,10 @@ class SklearnModel(ModelAdapter):
             raise ConfigError(f"n_classes={n_classes}: a classifier needs at least 2 classes")
         self.estimator, self.pool, self.n_classes = estimator, pool, n_classes
         self.n_pool = len(pool)
+        if test is not None and (not isinstance(test, tuple | list) or len(test) != 2):
+            raise ConfigError("test must be (X, y)")
         self.test = test
+        self.n_test = None if test is None else len(test[0])
         self.backbone_name = type(estimator).__name__
         self._features = (
             (lambda fitted, x: np.asarray(features(x))) if features else _default_features(estimator)

@@ -264,6 +264,21 @@ def test_bad_layers_and_models_get_clear_messages(digits: dict) -> None:
         ActiveLearner(engine_mlp_twin, digits["x_pool"], 10, strategy="entropyy", tracking=False)
 
 
+def test_mismatched_test_sets_and_output_widths_are_refused(tmp_path: Path, digits: dict) -> None:
+    x_test, y_test = digits["x_test"], digits["y_test"]
+    with pytest.raises(DataError, match="450 inputs but 449 labels"):
+        ActiveLearner(engine_mlp_twin, digits["x_pool"], 10, test=(x_test, y_test[:-1]), tracking=False)
+    with pytest.raises(DataError, match=r"classes 0\.\.7"):
+        ActiveLearner(engine_mlp_twin, digits["x_pool"], 8, test=(x_test, y_test), tracking=False)
+    learner = ActiveLearner(
+        engine_mlp_twin, digits["x_pool"], 12, training={"epochs": 1}, tracking=False, state_dir=tmp_path
+    )
+    learner.teach(np.arange(20), digits["y_pool"][:20])
+    with pytest.raises(ModelError, match="10 outputs per sample but n_classes=12"):
+        learner.query(10)
+    assert learner.labeled.tolist() == list(range(20)) and not len(learner.pending)
+
+
 def test_features_are_required_only_where_a_strategy_reads_them(tmp_path: Path, digits: dict) -> None:
     learner = ActiveLearner(
         engine_mlp_twin,
