@@ -1114,6 +1114,11 @@ def report(
         raise _fail(str(exc)) from None
 
 
+from alscope.cli_label import label_app  # noqa: E402  (it reads this module's helpers)
+
+app.add_typer(label_app, name="label")
+
+
 def main() -> None:
     """Console entry point: user errors exit non-zero with one line, never a traceback."""
     try:

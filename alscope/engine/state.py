@@ -30,6 +30,9 @@ class CycleRecord:
     metrics: dict[str, float]
     selected: list[int] = field(default_factory=list)
     logged: bool = False
+    #: per-pick values aligned with ``selected`` that a learner hands its annotators
+    #: (the strategy's score, the model's prediction); the engine records none
+    annotations: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,6 +52,9 @@ class TrialState:
     stopped: dict[str, Any] | None = None
     run_id: str | None = None
     done: bool = False
+    #: pool indices (as text) an annotator set aside, with why ("skip", "unsure"): never
+    #: offered again and never trained on (the learner loops; the engine sets none)
+    set_aside: dict[str, str] = field(default_factory=dict)
 
     @property
     def next_cycle(self) -> int:

@@ -243,9 +243,33 @@ class LearnerLoop:
 
     @property
     def unlabeled(self) -> np.ndarray:
+        """Pool indices neither labeled nor set aside: what a query may pick."""
         mask = np.ones(self.adapter.n_pool, dtype=bool)
         mask[self.labeled] = False
+        mask[self.set_aside_indices] = False
         return np.flatnonzero(mask)
+
+    @property
+    def set_aside(self) -> dict[int, str]:
+        """Pool indices the annotators set aside (``skip``, ``unsure``): never offered again."""
+        return {int(i): why for i, why in self.trial.set_aside.items()}
+
+    @property
+    def set_aside_indices(self) -> np.ndarray:
+        return np.asarray(sorted(self.set_aside), dtype=np.int64)
+
+    @property
+    def pending_annotations(self) -> dict[str, list[Any]]:
+        """Per pending pick (aligned with :attr:`pending`): the strategy's ``score`` where it
+        scores samples, the model's ``prediction`` and its ``confidence``."""
+        record = self._open_record()
+        if record is None:
+            return {}
+        keep = np.isin(np.asarray(record.selected, dtype=np.int64), self.pending)
+        return {
+            k: [v for v, kept in zip(values, keep, strict=True) if kept]
+            for k, values in record.annotations.items()
+        }
 
     @property
     def stopped(self) -> dict[str, Any] | None:
@@ -268,7 +292,8 @@ class LearnerLoop:
         if record is None:
             return np.empty(0, dtype=np.int64)
         selected = np.asarray(record.selected, dtype=np.int64)
-        return selected[~np.isin(selected, self.labeled)]  # in the strategy's order
+        answered = np.concatenate([self.labeled, self.set_aside_indices])
+        return selected[~np.isin(selected, answered)]  # in the strategy's order
 
     def _open_record(self) -> CycleRecord | None:
         cycles = self.trial.cycles
@@ -279,36 +304,77 @@ class LearnerLoop:
 
     # -- the loop -------------------------------------------------------------------
 
-    def teach(self, indices: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray) -> None:
-        """Record the answers for pool ``indices`` (the initial labels, or a queried batch)."""
+    def teach(
+        self,
+        indices: Sequence[int] | np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        *,
+        set_aside: Mapping[int, str] | None = None,
+        relabel: bool = False,
+    ) -> dict[str, int]:
+        """Record the answers for pool ``indices`` (the initial labels, or a queried batch).
+
+        ``set_aside`` maps pool indices the annotators would not label to why (``skip``,
+        ``unsure``); they are never offered again. A sample labeled already with the same
+        answer is left as it is (a file imported twice changes nothing); with another answer
+        it is refused unless ``relabel``. Everything is checked before anything changes,
+        and the state is saved once. Returns the counts of ``labeled``, ``relabeled``,
+        ``set_aside`` and ``unchanged`` samples.
+        """
         self._check_open()
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         answers = np.asarray(labels).reshape(-1)
+        aside = {int(i): str(why) for i, why in (set_aside or {}).items()}
         if len(idx) != len(answers):
             raise DataError(f"teach got {len(idx)} indices but {len(answers)} labels")
-        if not np.issubdtype(answers.dtype, np.integer):
+        if len(answers) and not np.issubdtype(answers.dtype, np.integer):
             raise DataError(
                 f"labels must be class numbers 0..{self.adapter.n_classes - 1}, not {answers.dtype}"
             )
-        bad = idx[(idx < 0) | (idx >= self.adapter.n_pool)]
+        every = np.concatenate([idx, np.asarray(list(aside), dtype=np.int64)])
+        bad = every[(every < 0) | (every >= self.adapter.n_pool)]
         if len(bad):
             raise DataError(
                 f"indices {bad[:5].tolist()} are outside the pool of {self.adapter.n_pool} samples"
             )
-        if len(np.unique(idx)) != len(idx):
-            raise DataError("teach got an index twice; give each sample one label")
-        again = idx[np.isin(idx, self.labeled)]
-        if len(again):
-            raise DataError(f"samples {again[:5].tolist()} are labeled already")
+        if len(np.unique(every)) != len(every):
+            raise DataError("teach got an index twice; give each sample one answer")
         wrong = answers[(answers < 0) | (answers >= self.adapter.n_classes)]
         if len(wrong):
             raise DataError(f"labels {wrong[:5].tolist()} are not classes 0..{self.adapter.n_classes - 1}")
-        self.trial.labeled.extend(int(i) for i in idx)
-        self.trial.labels.extend(int(a) for a in answers)
+        position = {int(i): k for k, i in enumerate(self.trial.labeled)}
+        changed = [(int(i), int(a)) for i, a in zip(idx, answers, strict=True) if i in position]
+        changed = [(i, a) for i, a in changed if self.trial.labels[position[i]] != a]
+        if changed and not relabel:
+            i, a = changed[0]
+            raise DataError(
+                f"{len(changed)} sample(s) labeled already get another answer (pool index {i}: "
+                f"{self.trial.labels[position[i]]} before, {a} now); to change them pass relabel=True "
+                "(alscope label import --relabel)"
+            )
+        labeled_aside = [i for i in aside if i in position]
+        if labeled_aside:
+            raise DataError(f"samples {labeled_aside[:5]} are labeled already; they cannot be set aside")
+        counts = {"labeled": 0, "relabeled": len(changed), "set_aside": 0, "unchanged": 0}
+        for i, a in changed:
+            self.trial.labels[position[i]] = a
+        relabeled = {i for i, _ in changed}
+        for i, a in zip(idx.tolist(), answers.tolist(), strict=True):
+            if i in position:
+                counts["unchanged"] += int(i not in relabeled)
+                continue
+            self.trial.set_aside.pop(str(i), None)  # an answer after all
+            self.trial.labeled.append(int(i))
+            self.trial.labels.append(int(a))
+            counts["labeled"] += 1
+        for i, why in aside.items():
+            counts["set_aside"] += int(self.trial.set_aside.get(str(i)) != why)
+            self.trial.set_aside[str(i)] = why
         record = self._open_record()
         if record is not None and not len(self.pending):
             self._close_record(record)
         self._save()
+        return counts
 
     def query(self, n: int) -> np.ndarray:
         """Train on the labels so far and return the ``n`` pool indices to label next.
@@ -340,6 +406,7 @@ class LearnerLoop:
         wants_score = "strategy_score" in self.monitor.needs
         selected, mean_score = select_batch(self.strategy, view, n, rng, self.strategy_name, wants_score)
         metrics["selection_time"] = time.perf_counter() - start
+        annotations = self._annotations(view, selected)
         if self.monitor:
             extra = {"strategy_score": mean_score} if mean_score is not None else {}
             if "val_accuracy" in metrics:
@@ -358,6 +425,8 @@ class LearnerLoop:
             if self.trial.stopped is not None:
                 selected = np.empty(0, dtype=np.int64)
         record = CycleRecord(cycle, len(self.labeled), metrics, [int(i) for i in selected])
+        if len(selected):
+            record.annotations = annotations
         self.trial.cycles.append(record)
         self.trial.strategy_state = self.strategy.state_dict()
         self._save()
@@ -456,6 +525,22 @@ class LearnerLoop:
             probs = self.adapter.predict_proba(None, test=True)
             metrics.update(classification_metrics(probs, self.test_labels, self.adapter.n_classes))
         return metrics
+
+    def _annotations(self, view: PoolView, selected: np.ndarray) -> dict[str, list[Any]]:
+        """What an annotator is shown beside each pick: the model's prediction and its
+        probability, and the strategy's score where it scores samples (higher: picked first)."""
+        if not len(selected):
+            return {}
+        probs = np.asarray(self.adapter.predict_proba(selected), dtype=np.float64)
+        out: dict[str, list[Any]] = {
+            "prediction": probs.argmax(axis=1).tolist(),
+            "confidence": [round(float(p), 6) for p in probs.max(axis=1)],
+        }
+        if isinstance(self.strategy, ScoringStrategy):
+            scores = torch.as_tensor(self.strategy.score(view)).double().cpu().numpy()
+            where = {int(i): k for k, i in enumerate(view.unlabeled)}
+            out["score"] = [float(scores[where[int(i)]]) for i in selected]
+        return out
 
     def _close_record(self, record: CycleRecord) -> None:
         """Add what the batch's answers say (``query_count/<class>``) and log the round."""

@@ -242,7 +242,7 @@ def test_bad_answers_are_refused_and_nothing_is_lost(tmp_path: Path, digits: dic
         (([3], [10]), "not classes 0..9"),
         (([3], [0.5]), "class numbers"),
         (([99999], [1]), "outside the pool"),
-        (([2], [1]), "labeled already"),
+        (([2], [1]), "another answer"),
         (([5, 5], [1, 1]), "twice"),
     ]
     for (indices, labels), message in cases:
@@ -251,6 +251,37 @@ def test_bad_answers_are_refused_and_nothing_is_lost(tmp_path: Path, digits: dic
     assert learner.labeled.tolist() == [0, 1, 2]
     with pytest.raises(BudgetError):
         learner.query(len(digits["x_pool"]))
+
+
+def test_set_aside_relabel_and_what_annotators_see(tmp_path: Path, digits: dict) -> None:
+    y = digits["y_pool"]
+    learner = ActiveLearner(
+        engine_mlp_twin,
+        digits["x_pool"],
+        10,
+        strategy="margin",
+        training={"epochs": 2},
+        tracking=False,
+        state_dir=tmp_path,
+    )
+    learner.teach(np.arange(20), y[:20])
+    batch = learner.query(10)
+    notes = learner.pending_annotations
+    assert len(notes["score"]) == len(notes["prediction"]) == len(notes["confidence"]) == 10
+    assert notes["score"] == sorted(notes["score"], reverse=True)  # top-k: the best first
+    counts = learner.teach(
+        batch[2:], y[batch[2:]], set_aside={int(batch[0]): "skip", int(batch[1]): "unsure"}
+    )
+    assert counts == {"labeled": 8, "relabeled": 0, "set_aside": 2, "unchanged": 0}
+    assert not len(learner.pending) and learner.history[-1]["n_labeled"] == 20  # the round is closed
+    assert not np.isin(batch[:2], learner.unlabeled).any() and learner.set_aside[int(batch[0])] == "skip"
+    assert learner.teach([0], [y[0]]) == {"labeled": 0, "relabeled": 0, "set_aside": 0, "unchanged": 1}
+    other = (int(y[0]) + 1) % 10
+    with pytest.raises(DataError, match="another answer"):
+        learner.teach([0], [other])
+    assert learner.teach([0], [other], relabel=True)["relabeled"] == 1 and learner.labels[0] == other
+    with pytest.raises(DataError, match="cannot be set aside"):
+        learner.teach([], [], set_aside={0: "skip"})
 
 
 def test_bad_layers_and_models_get_clear_messages(digits: dict) -> None:

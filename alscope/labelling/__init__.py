@@ -1,0 +1,1 @@
+"""Label your own data with alscope's strategies: ``alscope label`` (docs/labelling.md)."""
