@@ -55,6 +55,10 @@ def init(
     labels: Annotated[
         Path | None, typer.Option(help="labels you have already: a CSV or JSONL with id and label")
     ] = None,
+    test: Annotated[
+        Path | None,
+        typer.Option(help="a labeled gold set in the data's format (label column), evaluated every round"),
+    ] = None,
     kind: Annotated[str, typer.Option(help="auto, text or features")] = "auto",
     id_column: Annotated[
         str | None, typer.Option(help="the id column (default: id, else the row number)")
@@ -122,6 +126,7 @@ def init(
             data,
             classes.split(","),
             labels=labels,
+            test=test,
             kind=kind,  # type: ignore[arg-type]  # checked above
             id_column=id_column,
             text_column=text_column,
@@ -238,6 +243,7 @@ def status(
             "yes" if r["answered"] else "no",
             "" if r["train_accuracy"] is None else f"{r['train_accuracy']:.3f}",
             "" if r["val_accuracy"] is None else f"{r['val_accuracy']:.3f}",
+            "" if r["test_accuracy"] is None else f"{r['test_accuracy']:.3f}",
             ("fired: " + ", ".join(fired)) if fired else ("not fired" if r["stopping"] else ""),
         )
     cli.out.print(rounds)

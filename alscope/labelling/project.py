@@ -15,6 +15,7 @@ trainer, through :class:`~alscope.integrations.loop.LearnerLoop`.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +49,9 @@ class ProjectSettings(BaseModel):
     id_column: str | None = None
     text_column: str | None = None
     label_column: str | None = None
+    #: a labeled gold set in the data's format, evaluated every round (never queried)
+    test: str | None = None
+    test_sha256: str | None = None
     classes: list[str]
     strategy: ComponentConfig = Field(default_factory=lambda: ComponentConfig(name="entropy"))
     backbone: ComponentConfig | None = None
@@ -78,6 +82,7 @@ class LabelProject:
         classes: list[str],
         *,
         labels: Path | None = None,
+        test: Path | None = None,
         kind: Literal["auto", "text", "features"] = "auto",
         id_column: str | None = None,
         text_column: str | None = None,
@@ -113,6 +118,7 @@ class LabelProject:
         user = read_user_data(
             path, kind=kind, id_column=id_column, text_column=text_column, label_column=label_column
         )
+        test_path = None if test is None else test.expanduser().resolve()
         settings = ProjectSettings(
             data=str(path),
             sha256=fingerprint(path),
@@ -120,6 +126,8 @@ class LabelProject:
             id_column=id_column,
             text_column=text_column,
             label_column=label_column,
+            test=None if test_path is None else str(test_path),
+            test_sha256=fingerprint(test_path) if test_path is not None and test_path.is_file() else None,
             classes=names,
             strategy=strategy or ComponentConfig(name="entropy"),
             backbone=backbone,
@@ -166,6 +174,13 @@ class LabelProject:
             raise DataError(
                 f"the project's data file {data} changed since alscope label init; its ids may name other "
                 "samples now. Restore the file, or start a new project on the new file"
+            )
+        if settings.test is not None and (
+            not Path(settings.test).is_file() or fingerprint(Path(settings.test)) != settings.test_sha256
+        ):
+            raise DataError(
+                f"the project's test file {settings.test} is gone or changed since alscope label init; "
+                "put the original back"
             )
         user = read_user_data(
             data,
@@ -236,6 +251,7 @@ class LabelProject:
                     "answered": record.logged,
                     "train_accuracy": metrics.get("train_accuracy"),
                     "val_accuracy": metrics.get("val_accuracy"),
+                    "test_accuracy": metrics.get("accuracy"),
                     "stopping": {
                         k.removeprefix("stop/").removesuffix("/fired"): bool(v)
                         for k, v in metrics.items()
@@ -309,8 +325,36 @@ def _given_labels(user: UserData, classes: list[str], where: Path) -> dict[str, 
     return out
 
 
-def _dataset(user: UserData, classes: list[str], name: str) -> ALDataset:
+def _gold(settings: ProjectSettings, kind: str) -> tuple[UserData | None, np.ndarray]:
+    """The test file's samples and class indices: every row labeled with a class."""
+    if settings.test is None:
+        return None, np.empty(0, dtype=np.int64)
+    path = Path(settings.test)
+    gold = read_user_data(
+        path,
+        kind=kind,  # type: ignore[arg-type]  # the pool's kind
+        id_column=settings.id_column,
+        text_column=settings.text_column,
+        label_column=settings.label_column,
+    )
+    index = {c: k for k, c in enumerate(settings.classes)}
+    missing = [s for s, y in zip(gold.ids, gold.given_labels, strict=True) if y is None]
+    if missing:
+        raise DataError(
+            f"{path}: a test file labels every sample; {missing[:3]} have no label (label column)"
+        )
+    unknown = sorted({str(y) for y in gold.given_labels if y not in index})
+    if unknown:
+        raise DataError(
+            f"{path}: labels {unknown[:5]} are not among the classes {', '.join(settings.classes)}"
+        )
+    return gold, np.asarray([index[y] for y in gold.given_labels], dtype=np.int64)  # type: ignore[index]
+
+
+def _dataset(user: UserData, settings: ProjectSettings) -> ALDataset:
+    classes, name = settings.classes, Path(settings.data).stem
     unknown = np.full(len(user), -1, dtype=np.int64)
+    gold, gold_labels = _gold(settings, user.kind)
     if user.kind == "text":
         try:
             from alscope_nlp.datasets import DEFAULT_BACKBONE
@@ -323,22 +367,29 @@ def _dataset(user: UserData, classes: list[str], name: str) -> ALDataset:
             domain="text",
             classes=classes,
             pool=TextSource(user.texts, unknown),
-            test=TextSource([], np.empty(0, dtype=np.int64)),
+            test=TextSource(gold.texts if gold is not None and gold.texts else [], gold_labels),
             input_spec=InputSpec("tokens", extra={"raw_text": True}),
             default_backbone=f"nlp:{DEFAULT_BACKBONE}",
         )
     assert user.features is not None
     x = user.features
-    std = x.std(axis=0)
+    mean, std = x.mean(axis=0), x.std(axis=0)
     std[std <= 1e-6 * max(float(std.max()), 1e-12)] = 1.0
-    x = (x - x.mean(axis=0)) / std  # the pool's own mean and std, as the tabular datasets do
-    features = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    # the pool's own mean and std, for the test set too, as the tabular datasets do
+    features = torch.from_numpy(np.ascontiguousarray((x - mean) / std, dtype=np.float32))
+    if gold is not None:
+        assert gold.features is not None
+        if gold.features.shape[1] != x.shape[1]:
+            raise DataError(f"{settings.test} has {gold.features.shape[1]} features, the data {x.shape[1]}")
+        test = torch.from_numpy(np.ascontiguousarray((gold.features - mean) / std, dtype=np.float32))
+    else:
+        test = features[:0]
     return ALDataset(
         name=name,
         domain="tabular",
         classes=classes,
         pool=TensorSource(features, unknown),
-        test=TensorSource(features[:0], np.empty(0, dtype=np.int64)),
+        test=TensorSource(test, gold_labels),
         input_spec=InputSpec("vector", (features.shape[1],)),
         default_backbone="mlp",
     )
@@ -346,7 +397,7 @@ def _dataset(user: UserData, classes: list[str], name: str) -> ALDataset:
 
 def _learner(folder: Path, settings: ProjectSettings, user: UserData) -> LearnerLoop:
     registry = get_registry()
-    dataset = _dataset(user, settings.classes, Path(settings.data).stem)
+    dataset = _dataset(user, settings)
     component = settings.backbone or ComponentConfig(name=dataset.default_backbone)
     spec, implied = registry.resolve_claimed("backbone", component.name)
     if dataset.domain not in spec.domains:
@@ -357,7 +408,10 @@ def _learner(folder: Path, settings: ProjectSettings, user: UserData) -> Learner
     params = validate_params(backbone_cls.Params, {**implied, **component.params}, f"backbone {spec.name}")
     training = TrainingConfig(**settings.training)
     device = resolve_device(training.device)
-    ctx = PrepareContext(default_results_dir() / "cache", device, training.eval_batch_size, settings.seed)
+    cache = Path(os.environ["ALSCOPE_CACHE_DIR"]) if os.environ.get("ALSCOPE_CACHE_DIR") else None
+    ctx = PrepareContext(
+        cache or default_results_dir() / "cache", device, training.eval_batch_size, settings.seed
+    )
     dataset = backbone_cls.prepare_dataset(dataset, params, ctx)
     defaults = backbone_cls.training_defaults(params, ctx)
     explicit = training.model_fields_set
@@ -367,9 +421,13 @@ def _learner(folder: Path, settings: ProjectSettings, user: UserData) -> Learner
         return backbone_cls(dataset.input_spec, dataset.n_classes, params)
 
     build.__name__ = spec.name
-    adapter = TorchModel(build, dataset.pool, dataset.n_classes, training=training)
+    has_test = settings.test is not None
+    adapter = TorchModel(
+        build, dataset.pool, dataset.n_classes, test=dataset.test if has_test else None, training=training
+    )
     return LearnerLoop(
         adapter,
+        test_labels=dataset.test.labels if has_test else None,
         strategy=settings.strategy.name,
         strategy_params=settings.strategy.params,
         seed=settings.seed,

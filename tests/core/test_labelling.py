@@ -29,11 +29,19 @@ def digits_files(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     folder = tmp_path_factory.mktemp("digits")
     x, y = load_digits(return_X_y=True)
+    gold_x, gold_y, x, y = x[1500:], y[1500:], x[:1500], y[:1500]
     ids = [f"d{i:04d}" for i in range(len(x))]
     with (folder / "digits.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", *(f"f{k}" for k in range(64))])
         writer.writerows([i, *row] for i, row in zip(ids, x.astype(int).tolist(), strict=True))
+    with (folder / "gold.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", *(f"f{k}" for k in range(64)), "label"])
+        writer.writerows(
+            [f"g{k}", *row, c]
+            for k, (row, c) in enumerate(zip(gold_x.astype(int).tolist(), gold_y, strict=True))
+        )
     seed = np.random.default_rng(0).choice(len(x), 20, replace=False)
     write_answers(folder / "seed.csv", [(ids[i], str(y[i])) for i in seed])
     return {"folder": folder, "truth": dict(zip(ids, map(str, y), strict=True)), "ids": ids}
@@ -64,7 +72,7 @@ def invoke(*args: str | Path) -> object:
     return CliRunner().invoke(app, ["label", *map(str, args)])
 
 
-def init(project: Path, files: dict, *extra: str) -> None:
+def init(project: Path, files: dict, *extra: str | Path) -> None:
     done = invoke(
         "init",
         project,
@@ -88,7 +96,9 @@ def state_bytes(project: Path) -> bytes:
 
 def test_rounds_of_next_and_import_label_the_pool(tmp_path: Path, digits_files: dict) -> None:
     project = tmp_path / "proj"
-    init(project, digits_files, "--validation-fraction", "0.2", "--stop", "stabilizing_predictions")
+    gold = digits_files["folder"] / "gold.csv"
+    options = ["--validation-fraction", "0.2", "--stop", "stabilizing_predictions", "--min-steps", "200"]
+    init(project, digits_files, *options, "--test", gold)
     for round_number in range(3):
         made = invoke("next", "-p", project, "-n", "20")
         assert made.exit_code == 0, made.output
@@ -104,6 +114,8 @@ def test_rounds_of_next_and_import_label_the_pool(tmp_path: Path, digits_files: 
     assert info["labeled"] == 80 and info["pending"] == 0 and sum(info["per_class"].values()) == 80
     assert [r["trained_on"] for r in info["rounds"]] == [20, 40, 60]
     assert all(r["answered"] and r["val_accuracy"] is not None for r in info["rounds"])
+    tested = [r["test_accuracy"] for r in info["rounds"]]
+    assert tested[-1] > tested[0] and tested[-1] > 0.6  # the gold set, evaluated every round
     assert "stabilizing_predictions" in info["rounds"][-1]["stopping"]
     assert invoke("status", "-p", project).exit_code == 0
     exported = invoke("export", "-p", project, tmp_path / "out")
@@ -215,6 +227,7 @@ def test_bad_projects_get_one_line(tmp_path: Path, digits_files: dict) -> None:
         ),
         (["init", tmp_path / "a", "--data", data, "--classes", "a,b", "--kind", "images"], "accepted are"),
         (["init", tmp_path / "a", "--data", data, "--classes", "a,b", "--kind", "text"], "no text column"),
+        (["init", tmp_path / "a", "--data", data, "--classes", "a,b", "--test", data], "labels every sample"),
         (["next", "-p", tmp_path / "nothing"], "not a labelling project"),
         (["status", "-p", tmp_path / "nothing"], "not a labelling project"),
     ]
