@@ -32,15 +32,23 @@ NOT_ALSCOPE = {
 }
 FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
-COMMAND = re.compile(r"^(?:\$\s*)?(?:\S*/)?alscope\s+(run|report|list|info)\b(.*)$")
+COMMAND = re.compile(r"^(?:\$\s*)?(?:\S*/)?alscope\s+(run|report|list|info|label\s+\w+)\b(.*)$")
 
 
 def cli_flags() -> dict[str, set[str]]:
     group = typer.main.get_command(app)
     assert hasattr(group, "commands"), type(group)
     flags: dict[str, set[str]] = {}
-    for name, command in group.commands.items():
-        flags[name] = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+
+    def collect(prefix: str, commands: dict) -> None:
+        for name, command in commands.items():
+            flags[f"{prefix}{name}"] = {
+                opt for param in command.params for opt in (*param.opts, *param.secondary_opts)
+            }
+            if hasattr(command, "commands"):  # a group of subcommands: alscope label init, ...
+                collect(f"{prefix}{name} ", command.commands)
+
+    collect("", group.commands)
     return flags
 
 
@@ -55,7 +63,9 @@ def mentioned(path: Path) -> list[tuple[str | None, str, str]]:
         span = span.strip()
         command = COMMAND.match(span)
         if command:
-            found += [(command.group(1), flag, span) for flag in FLAG.findall(command.group(2))]
+            found += [
+                (" ".join(command.group(1).split()), flag, span) for flag in FLAG.findall(command.group(2))
+            ]
         elif span.startswith("--") and " " not in span.split("=")[0].strip():
             found += [(None, flag, span) for flag in FLAG.findall(span)[:1]]
     return found
