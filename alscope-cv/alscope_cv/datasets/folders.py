@@ -190,56 +190,76 @@ class ImageFolder(DatasetFactory):
         if p.max_test_size is not None:
             keep = cap_pool(test_labels, ctx.seed, p.max_test_size)
             test_paths, test_labels = test_paths[keep], test_labels[keep]
-        channels = 1 if p.grayscale else 3
-        mean = (0.449,) if p.grayscale else IMAGENET_MEAN
-        std = (0.226,) if p.grayscale else IMAGENET_STD
-        size = p.image_size if p.image_size is not None else median_side(pool_paths, ctx.seed)
-        backbone = "cv:cnn" if size <= SMALL_IMAGE else "cv:resnet18"
-        eval_tf = DecodeImage(size, channels, mean, std, normalize=p.normalize)
-        train_tf = DecodeImage(
-            size,
-            channels,
-            mean,
-            std,
-            augment="resized_crop_flip" if p.augment else "none",
-            normalize=p.normalize,
+        name = root.name or "imagefolder"
+        return image_dataset(
+            name, classes, (pool_paths, pool_labels), (test_paths, test_labels), p, ctx.seed, root
         )
-        decoded_bytes = (len(pool_paths) + len(test_paths)) * channels * size * size
-        in_memory = p.in_memory if p.in_memory is not None else decoded_bytes <= IN_MEMORY_BYTES
-        chosen = (
-            f"image folder {root}: {size} px "
-            + ("(given)" if p.image_size is not None else "(the median side of its images)")
-            + f", default backbone {backbone.split(':')[1]}, "
+
+
+def image_dataset(
+    name: str,
+    classes: list[str],
+    pool_files: tuple[np.ndarray, np.ndarray],
+    test_files: tuple[np.ndarray, np.ndarray],
+    p: Any,
+    seed: int,
+    root: Path,
+) -> ALDataset:
+    """Image files (paths and labels, ``-1`` where unlabeled) as a dataset: the image size
+    (given, or the pool's median side), the decoding and augmentation of ``p``
+    (:class:`ImageFolderParams`' fields), decoded once into memory where that fits."""
+    pool_paths, pool_labels = pool_files
+    test_paths, test_labels = test_files
+    channels = 1 if p.grayscale else 3
+    mean = (0.449,) if p.grayscale else IMAGENET_MEAN
+    std = (0.226,) if p.grayscale else IMAGENET_STD
+    size = p.image_size if p.image_size is not None else median_side(pool_paths, seed)
+    backbone = "cv:cnn" if size <= SMALL_IMAGE else "cv:resnet18"
+    eval_tf = DecodeImage(size, channels, mean, std, normalize=p.normalize)
+    train_tf = DecodeImage(
+        size,
+        channels,
+        mean,
+        std,
+        augment="resized_crop_flip" if p.augment else "none",
+        normalize=p.normalize,
+    )
+    decoded_bytes = (len(pool_paths) + len(test_paths)) * channels * size * size
+    in_memory = p.in_memory if p.in_memory is not None else decoded_bytes <= IN_MEMORY_BYTES
+    chosen = (
+        f"image folder {root}: {size} px "
+        + ("(given)" if p.image_size is not None else "(the median side of its images)")
+        + f", default backbone {backbone.split(':')[1]}, "
+    )
+    pool: DataSource
+    test: DataSource
+    if in_memory:
+        note(chosen + f"decoded once into memory ({decoded_bytes / 2**20:.0f} MiB)")
+        pool, test = memory_sources(
+            eval_tf, (pool_paths, pool_labels), (test_paths, test_labels), augment=p.augment
         )
-        pool: DataSource
-        test: DataSource
-        if in_memory:
-            note(chosen + f"decoded once into memory ({decoded_bytes / 2**20:.0f} MiB)")
-            pool, test = memory_sources(
-                eval_tf, (pool_paths, pool_labels), (test_paths, test_labels), augment=p.augment
-            )
-        else:
-            workers = p.num_workers
-            if workers is None:
-                per_image = decode_seconds(train_tf, pool_paths, ctx.seed)
-                workers = 0 if per_image < IN_PROCESS_DECODE_S else default_workers()
-            note(
-                chosen
-                + (f"{workers} DataLoader workers" if workers else "decoded in the training process")
-                + " every epoch"
-            )
-            pool = file_sources(pool_paths, pool_labels, train_tf, eval_tf, workers)
-            test = file_sources(test_paths, test_labels, eval_tf, eval_tf, workers)
-        return ALDataset(
-            name=root.name or "imagefolder",
-            domain="image",
-            classes=classes,
-            pool=pool,
-            test=test,
-            input_spec=InputSpec("image", (channels, size, size)),
-            default_backbone=backbone,
-            contrastive=ImageContrastiveViews.for_transform(eval_tf, (channels, size, size), hflip=True),
+    else:
+        workers = p.num_workers
+        if workers is None:
+            per_image = decode_seconds(train_tf, pool_paths, seed)
+            workers = 0 if per_image < IN_PROCESS_DECODE_S else default_workers()
+        note(
+            chosen
+            + (f"{workers} DataLoader workers" if workers else "decoded in the training process")
+            + " every epoch"
         )
+        pool = file_sources(pool_paths, pool_labels, train_tf, eval_tf, workers)
+        test = file_sources(test_paths, test_labels, eval_tf, eval_tf, workers)
+    return ALDataset(
+        name=name,
+        domain="image",
+        classes=classes,
+        pool=pool,
+        test=test,
+        input_spec=InputSpec("image", (channels, size, size)),
+        default_backbone=backbone,
+        contrastive=ImageContrastiveViews.for_transform(eval_tf, (channels, size, size), hflip=True),
+    )
 
 
 #: decoded images up to this size (pool and test set together, uint8) are held in memory
