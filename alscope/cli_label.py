@@ -49,7 +49,10 @@ def _open(folder: Path) -> Any:
 def init(
     project: Annotated[Path, typer.Argument(help="the project folder to create")],
     data: Annotated[
-        Path, typer.Option(help="your data: CSV/TSV/JSONL/Parquet of texts or features, or .npy")
+        Path,
+        typer.Option(
+            help="your data: a CSV/TSV/JSONL/Parquet of texts or features, a .npy, or a folder of images"
+        ),
     ],
     classes: Annotated[str, typer.Option(help="the class names, comma-separated (World,Sports,...)")],
     labels: Annotated[
@@ -59,7 +62,7 @@ def init(
         Path | None,
         typer.Option(help="a labeled gold set in the data's format (label column), evaluated every round"),
     ] = None,
-    kind: Annotated[str, typer.Option(help="auto, text or features")] = "auto",
+    kind: Annotated[str, typer.Option(help="auto, text, features or images")] = "auto",
     id_column: Annotated[
         str | None, typer.Option(help="the id column (default: id, else the row number)")
     ] = None,
@@ -105,8 +108,8 @@ def init(
         from alscope.config import ComponentConfig
         from alscope.labelling.project import LabelProject
 
-        if kind not in ("auto", "text", "features"):
-            raise cli.ConfigError(f"--kind {kind!r}: accepted are auto, text, features")
+        if kind not in ("auto", "text", "features", "images"):
+            raise cli.ConfigError(f"--kind {kind!r}: accepted are auto, text, features, images")
         if stop_mode not in ("record", "stop"):
             raise cli.ConfigError(f"--stop-mode {stop_mode!r}: accepted are record, stop")
         training = {

@@ -9,6 +9,7 @@ that would point at other samples) is refused.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,9 @@ TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "body", "qu
 ID_COLUMNS = ("id", "sample_id", "uid", "guid")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
 
-Kind = Literal["text", "features"]
+Kind = Literal["text", "features", "images"]
+#: image files a folder may hold (as alscope-cv reads them)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 @dataclass
@@ -37,13 +40,20 @@ class UserData:
     texts: list[str] | None
     features: np.ndarray | None
     given_labels: list[str | None]
+    #: images: the files, aligned with ``ids`` (their paths relative to the folder)
+    paths: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
 def fingerprint(path: Path) -> str:
+    """The file's SHA-256; for a folder of images, that of its file names and sizes."""
     digest = hashlib.sha256()
+    if path.is_dir():
+        for name, size in _image_files(path):
+            digest.update(f"{name}\0{size}\n".encode())
+        return digest.hexdigest()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
@@ -89,21 +99,52 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _image_files(folder: Path) -> list[tuple[str, int]]:
+    """(path relative to ``folder``, size) of every image below it, in a stable order."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
+                full = Path(dirpath) / name
+                found.append((full.relative_to(folder).as_posix(), full.stat().st_size))
+    return found
+
+
+def read_image_folder(folder: Path, classes: list[str] | None) -> UserData:
+    """A folder of images: ids are their paths relative to it; an image inside a
+    subfolder named like a class is labeled with that class, every other one unlabeled."""
+    files = [name for name, _ in _image_files(folder)]
+    if not files:
+        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    names = set(classes or [])
+    given: list[str | None] = []
+    for name in files:
+        top = name.split("/", 1)[0] if "/" in name else None
+        given.append(top if top in names else None)
+    return UserData(files, "images", None, None, given, [str(folder / name) for name in files])
+
+
 def read_user_data(
     path: Path,
     *,
-    kind: Literal["auto", "text", "features"] = "auto",
+    kind: Literal["auto", "text", "features", "images"] = "auto",
+    classes: list[str] | None = None,
     id_column: str | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
     encoding: str = "utf-8",
 ) -> UserData:
-    """Read the pool; ``kind`` ``auto`` takes a table with a text column as texts and an
-    all-numeric one (or a ``.npy``) as features."""
+    """Read the pool; ``kind`` ``auto`` takes a folder as images, a table with a text
+    column as texts and an all-numeric one (or a ``.npy``) as features."""
+    if path.is_dir():
+        if kind not in ("auto", "images"):
+            raise ConfigError(f"{path} is a folder: it is read as images, not as {kind}")
+        return read_image_folder(path, classes)
+    if kind == "images":
+        raise ConfigError(f"{path} is a file; images are read from a folder")
     if not path.is_file():
-        raise DataError(
-            f"{path} is not a file" + (" (a folder of images is not supported yet)" if path.is_dir() else "")
-        )
+        raise DataError(f"{path} is not a file or a folder of images")
     if path.suffix.lower() in ARRAY_SUFFIXES:
         if kind == "text":
             raise ConfigError(f"{path} is a NumPy array, not a table of texts")

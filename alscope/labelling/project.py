@@ -45,7 +45,7 @@ class ProjectSettings(BaseModel):
 
     data: str
     sha256: str
-    kind: Literal["text", "features"]
+    kind: Literal["text", "features", "images"]
     id_column: str | None = None
     text_column: str | None = None
     label_column: str | None = None
@@ -83,7 +83,7 @@ class LabelProject:
         *,
         labels: Path | None = None,
         test: Path | None = None,
-        kind: Literal["auto", "text", "features"] = "auto",
+        kind: Literal["auto", "text", "features", "images"] = "auto",
         id_column: str | None = None,
         text_column: str | None = None,
         label_column: str | None = None,
@@ -116,7 +116,12 @@ class LabelProject:
             raise ConfigError(f"{clash[0]!r} cannot be a class: skip and unsure set a sample aside")
         path = data.expanduser().resolve()
         user = read_user_data(
-            path, kind=kind, id_column=id_column, text_column=text_column, label_column=label_column
+            path,
+            kind=kind,
+            classes=names,
+            id_column=id_column,
+            text_column=text_column,
+            label_column=label_column,
         )
         test_path = None if test is None else test.expanduser().resolve()
         settings = ProjectSettings(
@@ -127,7 +132,7 @@ class LabelProject:
             text_column=text_column,
             label_column=label_column,
             test=None if test_path is None else str(test_path),
-            test_sha256=fingerprint(test_path) if test_path is not None and test_path.is_file() else None,
+            test_sha256=fingerprint(test_path) if test_path is not None and test_path.exists() else None,
             classes=names,
             strategy=strategy or ComponentConfig(name="entropy"),
             backbone=backbone,
@@ -168,15 +173,15 @@ class LabelProject:
         except ValueError as exc:
             raise ResumeError(f"{path} is damaged ({str(exc).splitlines()[0]})") from None
         data = Path(settings.data)
-        if not data.is_file():
-            raise DataError(f"the project's data file {data} is gone; put it back where it was")
+        if not data.exists():
+            raise DataError(f"the project's data {data} is gone; put it back where it was")
         if fingerprint(data) != settings.sha256:
             raise DataError(
                 f"the project's data file {data} changed since alscope label init; its ids may name other "
                 "samples now. Restore the file, or start a new project on the new file"
             )
         if settings.test is not None and (
-            not Path(settings.test).is_file() or fingerprint(Path(settings.test)) != settings.test_sha256
+            not Path(settings.test).exists() or fingerprint(Path(settings.test)) != settings.test_sha256
         ):
             raise DataError(
                 f"the project's test file {settings.test} is gone or changed since alscope label init; "
@@ -185,6 +190,7 @@ class LabelProject:
         user = read_user_data(
             data,
             kind=settings.kind,
+            classes=settings.classes,
             id_column=settings.id_column,
             text_column=settings.text_column,
             label_column=settings.label_column,
@@ -333,6 +339,7 @@ def _gold(settings: ProjectSettings, kind: str) -> tuple[UserData | None, np.nda
     gold = read_user_data(
         path,
         kind=kind,  # type: ignore[arg-type]  # the pool's kind
+        classes=settings.classes,
         id_column=settings.id_column,
         text_column=settings.text_column,
         label_column=settings.label_column,
@@ -371,6 +378,8 @@ def _dataset(user: UserData, settings: ProjectSettings) -> ALDataset:
             input_spec=InputSpec("tokens", extra={"raw_text": True}),
             default_backbone=f"nlp:{DEFAULT_BACKBONE}",
         )
+    if user.kind == "images":
+        return _image_dataset(user, gold, gold_labels, settings)
     assert user.features is not None
     x = user.features
     mean, std = x.mean(axis=0), x.std(axis=0)
@@ -393,6 +402,22 @@ def _dataset(user: UserData, settings: ProjectSettings) -> ALDataset:
         input_spec=InputSpec("vector", (features.shape[1],)),
         default_backbone="mlp",
     )
+
+
+def _image_dataset(
+    user: UserData, gold: UserData | None, gold_labels: np.ndarray, settings: ProjectSettings
+) -> ALDataset:
+    try:
+        from alscope_cv.datasets.folders import ImageFolderParams, check_headers, image_dataset
+    except ImportError:
+        raise ConfigError("a project of images needs the image plugin: pip install alscope-cv") from None
+    assert user.paths is not None
+    root = Path(settings.data)
+    check_headers(user.paths + (gold.paths or [] if gold is not None else []), root)
+    pool = (np.asarray(user.paths), np.full(len(user), -1, dtype=np.int64))
+    test = (np.asarray(gold.paths if gold is not None and gold.paths else [], dtype=str), gold_labels)
+    params = ImageFolderParams(path=root)
+    return image_dataset(root.name or "images", settings.classes, pool, test, params, settings.seed, root)
 
 
 def _learner(folder: Path, settings: ProjectSettings, user: UserData) -> LearnerLoop:

@@ -225,7 +225,11 @@ def test_bad_projects_get_one_line(tmp_path: Path, digits_files: dict) -> None:
             ["init", tmp_path / "a", "--data", data, "--classes", "a,b", "--strategy", "entropyy"],
             "did you mean",
         ),
-        (["init", tmp_path / "a", "--data", data, "--classes", "a,b", "--kind", "images"], "accepted are"),
+        (["init", tmp_path / "a", "--data", data, "--classes", "a,b", "--kind", "pictures"], "accepted are"),
+        (
+            ["init", tmp_path / "a", "--data", data, "--classes", "a,b", "--kind", "images"],
+            "read from a folder",
+        ),
         (["init", tmp_path / "a", "--data", data, "--classes", "a,b", "--kind", "text"], "no text column"),
         (["init", tmp_path / "a", "--data", data, "--classes", "a,b", "--test", data], "labels every sample"),
         (["next", "-p", tmp_path / "nothing"], "not a labelling project"),
