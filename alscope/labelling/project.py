@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,8 @@ from alscope.models.base import PrepareContext
 from alscope.registry import get_registry
 
 PROJECT_FILE = "project.json"
+#: present while ``init`` builds a project (an init killed midway may then start over)
+INIT_MARKER = ".init-in-progress"
 
 
 class ProjectSettings(BaseModel):
@@ -151,6 +154,13 @@ class LabelProject:
             if labels is not None
             else None
         )
+        marker = folder / INIT_MARKER
+        if folder.is_dir() and any(folder.iterdir()) and not marker.is_file():
+            raise ConfigError(f"{folder} is a folder with files in it; give init a new or empty folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        if (folder / "state").is_dir():
+            shutil.rmtree(folder / "state")  # an init of ours that stopped before project.json
+        marker.write_text("alscope label init is creating this project\n", encoding="utf-8")
         project = cls(folder, settings, user, _learner(folder, settings, user))
         # written last: a project without project.json is no project, and init may run again
         answers = Answers(dict(given), {}, 0)
@@ -159,6 +169,7 @@ class LabelProject:
             answers.set_aside.update(extra.set_aside)
         project._apply(answers, relabel=True)
         atomic_write(folder / PROJECT_FILE, settings.model_dump_json(indent=1))
+        marker.unlink()
         return project
 
     @classmethod

@@ -239,6 +239,12 @@ def test_bad_projects_get_one_line(tmp_path: Path, digits_files: dict) -> None:
         done = invoke(*args)
         assert done.exit_code != 0 and message in done.output, (args, done.output)
         assert "Traceback" not in done.output
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    refused = invoke("init", foreign, "--data", data, "--classes", "a,b")
+    assert refused.exit_code != 0 and "with files in it" in refused.output
+    assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
     project = tmp_path / "empty"
     done = invoke("init", project, "--data", data, "--classes", ",".join(CLASSES), "--no-tracking")
     assert done.exit_code == 0, done.output
