@@ -693,9 +693,9 @@ class Experiment:
             ssl_provider=lambda request: self._ssl_embeddings(request, prepared),
         )
         wants_score = scores is not None and "strategy_score" in self.stop_monitor.needs
-        selected, mean_score = select_batch(strategy, view, cfg.n_query, rng, name, wants_score)
-        if mean_score is not None and scores is not None:
-            scores["strategy_score"] = mean_score
+        selected, pool_scores = select_batch(strategy, view, cfg.n_query, rng, name, wants_score)
+        if pool_scores is not None and scores is not None:
+            scores["strategy_score"] = mean_score(pool_scores)
         probs = None
         if cfg.training.bias_correction != "none":
             proposal = strategy.proposal(view)
@@ -833,28 +833,33 @@ class Experiment:
 
 
 def select_batch(
-    strategy: Strategy, view: PoolView, budget: int, rng: np.random.Generator, name: str, wants_score: bool
-) -> tuple[np.ndarray, float | None]:
-    """The strategy's validated batch from ``view`` and, when ``wants_score`` (a stopping
-    criterion reads the strategy's scores), the mean score over the pool."""
+    strategy: Strategy, view: PoolView, budget: int, rng: np.random.Generator, name: str, wants_scores: bool
+) -> tuple[np.ndarray, torch.Tensor | None]:
+    """The strategy's validated batch from ``view`` and, when ``wants_scores`` (a stopping
+    criterion or an annotator reads them), its per-sample scores over ``view.unlabeled``."""
     pool_scores = None
     if (
-        wants_score
+        wants_scores
         and isinstance(strategy, ScoringStrategy)
         and type(strategy).select is ScoringStrategy.select
     ):
-        # the top-k selection itself: one scoring pass serves it and the stopping measure
+        # the top-k selection itself: one scoring pass serves it and the caller
         pool_scores = strategy.score(view)
         chosen = view.unlabeled[top_k(pool_scores.detach().float().cpu().numpy(), budget, rng)]
     else:
         chosen = strategy.select(view, budget, rng)
     selected = validate_selection(chosen, view.unlabeled, budget, name)
-    if not wants_score:
+    if not wants_scores:
         return selected, None
     assert isinstance(strategy, ScoringStrategy)  # checked with the configuration
     if pool_scores is None:
         pool_scores = strategy.score(view)
-    return selected, float(torch.as_tensor(pool_scores).double().mean())
+    return selected, torch.as_tensor(pool_scores).detach().cpu()
+
+
+def mean_score(scores: torch.Tensor) -> float:
+    """The mean of a strategy's scores over the pool, the stopping criteria's measure."""
+    return float(scores.double().mean())
 
 
 def log_cycle_record(tracker: Tracker, run_id: str | None, record: CycleRecord) -> None:

@@ -33,7 +33,7 @@ from torch import nn
 from alscope.data.base import DataSource, MapDatasetSource
 from alscope.engine.device import resolve_device
 from alscope.errors import ConfigError
-from alscope.integrations.loop import LearnerLoop, RoundSeeds
+from alscope.integrations.loop import LearnerLoop, RoundSeeds, check_classes
 from alscope.integrations.pytorch import EngineReadModel, ModuleBackbone
 from alscope.strategies.base import Strategy
 
@@ -177,8 +177,7 @@ class HFModel(EngineReadModel):
         device: str = "auto",
         batch_size: int = 64,
     ) -> None:
-        if n_classes < 2:
-            raise ConfigError(f"n_classes={n_classes}: a classifier needs at least 2 classes")
+        check_classes(n_classes)
         _check_dataset(pool, "pool")
         if test is not None:
             _check_dataset(test, "test")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from alscope.config import ComponentConfig, StoppingConfig, default_results_dir
-from alscope.engine.experiment import derive_seed, log_cycle_record, select_batch, trial_aubc
+from alscope.engine.experiment import derive_seed, log_cycle_record, mean_score, select_batch, trial_aubc
 from alscope.engine.metrics import classification_metrics
 from alscope.engine.state import CycleRecord, RunState, TrialState
 from alscope.engine.stopping import StopMonitor, resolve_criteria
@@ -60,6 +60,12 @@ class RoundSeeds:
             train=derive_seed(seed, TRIAL, cycle, "train"),
             select=derive_seed(seed, TRIAL, cycle, "select"),
         )
+
+
+def check_classes(n_classes: int) -> None:
+    """What every front end requires of ``n_classes``."""
+    if n_classes < 2:
+        raise ConfigError(f"n_classes={n_classes}: a classifier needs at least 2 classes")
 
 
 class ModelAdapter(ABC):
@@ -403,12 +409,15 @@ class LearnerLoop:
         view = self.adapter.pool_view(
             unlabeled, self.labeled, self.labels, self.strategy.requirements(), self.strategy_name
         )
-        wants_score = "strategy_score" in self.monitor.needs
-        selected, mean_score = select_batch(self.strategy, view, n, rng, self.strategy_name, wants_score)
+        # the scores serve the stopping criteria and the annotators (select_batch's own pass)
+        scoring = isinstance(self.strategy, ScoringStrategy)
+        selected, pool_scores = select_batch(self.strategy, view, n, rng, self.strategy_name, scoring)
         metrics["selection_time"] = time.perf_counter() - start
-        annotations = self._annotations(view, selected)
+        annotations = self._annotations(view, selected, pool_scores)
         if self.monitor:
-            extra = {"strategy_score": mean_score} if mean_score is not None else {}
+            extra: dict[str, float] = {}
+            if "strategy_score" in self.monitor.needs and pool_scores is not None:
+                extra["strategy_score"] = mean_score(pool_scores)
             if "val_accuracy" in metrics:
                 extra["val_accuracy"] = metrics["val_accuracy"]
             verdict = self.monitor.observe(
@@ -526,7 +535,9 @@ class LearnerLoop:
             metrics.update(classification_metrics(probs, self.test_labels, self.adapter.n_classes))
         return metrics
 
-    def _annotations(self, view: PoolView, selected: np.ndarray) -> dict[str, list[Any]]:
+    def _annotations(
+        self, view: PoolView, selected: np.ndarray, pool_scores: torch.Tensor | None
+    ) -> dict[str, list[Any]]:
         """What an annotator is shown beside each pick: the model's prediction and its
         probability, and the strategy's score where it scores samples (higher: picked first)."""
         if not len(selected):
@@ -536,8 +547,8 @@ class LearnerLoop:
             "prediction": probs.argmax(axis=1).tolist(),
             "confidence": [round(float(p), 6) for p in probs.max(axis=1)],
         }
-        if isinstance(self.strategy, ScoringStrategy):
-            scores = torch.as_tensor(self.strategy.score(view)).double().cpu().numpy()
+        if pool_scores is not None:
+            scores = pool_scores.double().numpy()
             where = {int(i): k for k, i in enumerate(view.unlabeled)}
             out["score"] = [float(scores[where[int(i)]]) for i in selected]
         return out

@@ -30,7 +30,7 @@ from alscope.engine.hooks import TrainingHooks
 from alscope.engine.inference import compute_pool_view, infer
 from alscope.engine.trainer import Trainer, amp_enabled, fit_metrics
 from alscope.errors import ConfigError, ModelError
-from alscope.integrations.loop import LearnerLoop, ModelAdapter, RoundSeeds
+from alscope.integrations.loop import LearnerLoop, ModelAdapter, RoundSeeds, check_classes
 from alscope.models.base import Backbone, BackboneOutput
 from alscope.strategies.base import PoolView, Requirements, Strategy
 
@@ -293,8 +293,7 @@ class TorchModel(EngineReadModel):
         batch_size: int | None = None,
         collate_fn: Callable | None = None,
     ) -> None:
-        if n_classes < 2:
-            raise ConfigError(f"n_classes={n_classes}: a classifier needs at least 2 classes")
+        check_classes(n_classes)
         self.n_classes = n_classes
         self.pool_data = pool
         self.pool = as_source(pool, collate_fn=collate_fn)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from alscope.errors import ConfigError
-from alscope.integrations.loop import LearnerLoop, ModelAdapter, RoundSeeds
+from alscope.integrations.loop import LearnerLoop, ModelAdapter, RoundSeeds, check_classes
 from alscope.registry import get_registry
 from alscope.strategies.base import PoolView, Requirements, Strategy
 
@@ -79,8 +79,7 @@ class SklearnModel(ModelAdapter):
                 f"{type(estimator).__name__} has no predict_proba; use a probabilistic classifier "
                 "(e.g. LogisticRegression, or SVC(probability=True))"
             )
-        if n_classes < 2:
-            raise ConfigError(f"n_classes={n_classes}: a classifier needs at least 2 classes")
+        check_classes(n_classes)
         self.estimator, self.pool, self.n_classes = estimator, pool, n_classes
         self.n_pool = len(pool)
         if test is not None and (not isinstance(test, tuple | list) or len(test) != 2):

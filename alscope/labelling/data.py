@@ -9,7 +9,6 @@ that would point at other samples) is refused.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,8 +25,6 @@ ID_COLUMNS = ("id", "sample_id", "uid", "guid")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
 
 Kind = Literal["text", "features", "images"]
-#: image files a folder may hold (as alscope-cv reads them)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 @dataclass
@@ -51,8 +48,8 @@ def fingerprint(path: Path) -> str:
     """The file's SHA-256; for a folder of images, that of its file names and sizes."""
     digest = hashlib.sha256()
     if path.is_dir():
-        for name, size in _image_files(path):
-            digest.update(f"{name}\0{size}\n".encode())
+        for name in _image_files(path):
+            digest.update(f"{name}\0{(path / name).stat().st_size}\n".encode())
         return digest.hexdigest()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -99,24 +96,23 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _image_files(folder: Path) -> list[tuple[str, int]]:
-    """(path relative to ``folder``, size) of every image below it, in a stable order."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
-                full = Path(dirpath) / name
-                found.append((full.relative_to(folder).as_posix(), full.stat().st_size))
-    return found
+def _image_files(folder: Path) -> list[str]:
+    """The images below ``folder`` as alscope-cv's ImageFolder finds them, relative to it."""
+    try:
+        from alscope_cv.datasets.folders import sorted_images
+    except ImportError:
+        raise ConfigError(
+            f"{folder} is a folder of images, which needs the image plugin: pip install alscope-cv"
+        ) from None
+    return [Path(found).relative_to(folder).as_posix() for found in sorted_images(folder)]
 
 
 def read_image_folder(folder: Path, classes: list[str] | None) -> UserData:
     """A folder of images: ids are their paths relative to it; an image inside a
     subfolder named like a class is labeled with that class, every other one unlabeled."""
-    files = [name for name, _ in _image_files(folder)]
+    files = _image_files(folder)
     if not files:
-        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"{folder} holds no images (JPEG, PNG, BMP, GIF, WebP, TIFF, PPM/PGM)")
     names = set(classes or [])
     given: list[str | None] = []
     for name in files:

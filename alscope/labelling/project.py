@@ -14,7 +14,6 @@ trainer, through :class:`~alscope.integrations.loop.LearnerLoop`.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections import Counter
@@ -31,7 +30,7 @@ from alscope.data.base import ALDataset, InputSpec, TensorSource
 from alscope.engine.device import resolve_device
 from alscope.engine.state import atomic_write
 from alscope.errors import ConfigError, DataError, ResumeError
-from alscope.integrations.loop import LearnerLoop
+from alscope.integrations.loop import LearnerLoop, RoundSeeds
 from alscope.integrations.pytorch import TorchModel
 from alscope.labelling.answers import Answers, read_answers, write_batch
 from alscope.labelling.data import UserData, fingerprint, read_user_data
@@ -305,7 +304,10 @@ class LabelProject:
         adapter: TorchModel = self.learner.adapter  # type: ignore[assignment]
         if adapter.backbone is None and len(self.learner.labeled):
             adapter.fit(
-                self.learner.labeled, self.learner.labels, self.learner.strategy, _final_seeds(self.learner)
+                self.learner.labeled,
+                self.learner.labels,
+                self.learner.strategy,
+                RoundSeeds.of(self.learner.seed, self.learner.trial.next_cycle),
             )
         if adapter.backbone is not None:
             torch.save(
@@ -319,12 +321,6 @@ class LabelProject:
             )
             written.append(out / "model.pt")
         return written
-
-
-def _final_seeds(learner: LearnerLoop) -> Any:
-    from alscope.integrations.loop import RoundSeeds
-
-    return RoundSeeds.of(learner.seed, learner.trial.next_cycle)
 
 
 def _given_labels(user: UserData, classes: list[str], where: Path) -> dict[str, int]:
@@ -476,7 +472,3 @@ def _learner(folder: Path, settings: ProjectSettings, user: UserData) -> Learner
         experiment=settings.experiment,
         dataset_name=dataset.name,
     )
-
-
-def status_json(project: LabelProject) -> str:
-    return json.dumps(project.status(), indent=1, default=str)

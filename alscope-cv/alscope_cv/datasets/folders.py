@@ -31,7 +31,7 @@ from alscope_cv.files import download_first, note, run_download, search_dirs
 from alscope_cv.transforms import ImageBatchTransform
 
 
-def _sorted_images(folder: Path) -> list[str]:
+def sorted_images(folder: Path) -> list[str]:
     """Image files under ``folder`` (recursively, following links), in a stable order."""
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -47,7 +47,7 @@ def scan_class_folders(root: Path) -> tuple[list[str], list[list[str]], list[str
     subfolders = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     classes, per_class, empty = [], [], []
     for folder in subfolders:
-        images = _sorted_images(folder)
+        images = sorted_images(folder)
         if images:
             classes.append(folder.name)
             per_class.append(images)
@@ -445,7 +445,7 @@ class TinyImageNet(DatasetFactory):
             # a val folder already sorted into class folders
             paths, label_list = [], []
             for wnid in wnids:
-                for f in _sorted_images(val / wnid) if (val / wnid).is_dir() else []:
+                for f in sorted_images(val / wnid) if (val / wnid).is_dir() else []:
                     paths.append(f)
                     label_list.append(index[wnid])
             return paths, np.asarray(label_list, dtype=np.int64)
